@@ -1,0 +1,1 @@
+//! The master's supervision loop and the pre-forked workers.

@@ -1,0 +1,1 @@
+//! The listening socket's life cycle.

@@ -1,0 +1,1 @@
+//! The modules, one small file each, and the registry (name → constructor).
