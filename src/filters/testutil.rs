@@ -34,7 +34,7 @@ impl Fixture {
         paths.localstatedir = dir.path().join("spool");
         Fixture {
             courier: Courier::new(paths),
-            dir,
+            _dir: dir,
             control: control_path,
             data: data_path,
         }
