@@ -22,7 +22,7 @@ pub use section::Section;
 pub struct ConfigError {
     pub file: Option<PathBuf>,
     pub line: Option<usize>,
-    /// `section` or `section.key` / chain module name.
+    /// `[section] key`, or the module name for a chain-file error.
     pub key: Option<String>,
     pub message: String,
 }
