@@ -65,7 +65,7 @@ fn parse_args(
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<(Command, Options), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_iter(args);
+    let mut parser = lexopt::Parser::from_args(args);
     let mut opts = Options::default();
     let mut subcommand: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
@@ -312,13 +312,17 @@ fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitC
     let run = || -> std::io::Result<(String, Vec<String>)> {
         let dir = temp_dir()?;
         let result = (|| {
+            let copy = |from: &Path, to: &Path| {
+                std::fs::copy(from, to)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))
+            };
             let data_copy = dir.join("D");
-            std::fs::copy(data, &data_copy)?;
+            copy(data, &data_copy)?;
             let mut control_copies = Vec::new();
             for (i, c) in controls.iter().enumerate() {
-                let copy = dir.join(format!("C{i}"));
-                std::fs::copy(c, &copy)?;
-                control_copies.push(copy);
+                let c_copy = dir.join(format!("C{i}"));
+                copy(c, &c_copy)?;
+                control_copies.push(c_copy);
             }
             let mut envelope = Envelope::load(&control_copies)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
