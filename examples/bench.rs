@@ -55,6 +55,10 @@ fn main() -> ExitCode {
     match run(&opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        Err(_) if common::interrupted() => {
+            eprintln!("\nbench interrupted; temp files removed, servers stopped");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("\nbench failed: {e}");
             ExitCode::FAILURE
@@ -691,8 +695,17 @@ fn sorted(mut v: Vec<u32>) -> Vec<u32> {
 }
 
 fn log_hint(daemon: &Daemon) -> String {
+    if common::interrupted() {
+        return String::new();
+    }
     let text = daemon.log_text();
-    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    // The per-message accounting lines say nothing about a failure.
+    let tail: Vec<&str> = text
+        .lines()
+        .rev()
+        .filter(|l| !l.starts_with("CPU TIME ACCOUNTING"))
+        .take(8)
+        .collect();
     if tail.is_empty() {
         String::new()
     } else {

@@ -33,6 +33,10 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+        Err(_) if common::interrupted() => {
+            eprintln!("\ndemo interrupted; temp files removed, daemon stopped");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("\ndemo failed: {e}");
             ExitCode::FAILURE
@@ -121,13 +125,25 @@ fn show_file(title: &str, path: &Path) -> Result<()> {
 /// The sender and recipients of a control file, for a one-line summary.
 fn envelope_summary(control: &str) -> String {
     let mut sender = String::new();
-    let mut rcpts = Vec::new();
+    let mut rcpts: Vec<String> = Vec::new();
     let mut auth = None;
     for line in control.lines() {
+        let value = line.get(1..).unwrap_or("");
         match line.as_bytes().first() {
-            Some(b's') => sender = line[1..].to_string(),
-            Some(b'r') => rcpts.push(format!("<{}>", &line[1..])),
-            Some(b'i') => auth = Some(line[1..].to_string()),
+            Some(b's') => sender = value.to_string(),
+            Some(b'r') => rcpts.push(format!("<{value}>")),
+            // ORCPT and NOTIFY belong to the recipient just before them.
+            Some(b'R') if !value.is_empty() => {
+                if let Some(r) = rcpts.last_mut() {
+                    r.push_str(&format!(" (ORCPT {})", value.trim_start_matches("rfc822;")));
+                }
+            }
+            Some(b'N') if !value.is_empty() => {
+                if let Some(r) = rcpts.last_mut() {
+                    r.push_str(&format!(" (NOTIFY={})", notify_flags(value)));
+                }
+            }
+            Some(b'i') => auth = Some(value.to_string()),
             _ => {}
         }
     }
@@ -158,6 +174,36 @@ fn line_changes(before: &str, after: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Courier's `N` record letters as the SMTP NOTIFY= words.
+fn notify_flags(value: &str) -> String {
+    let words: Vec<&str> = value
+        .chars()
+        .filter_map(|c| match c {
+            'S' => Some("SUCCESS"),
+            'F' => Some("FAILURE"),
+            'D' => Some("DELAY"),
+            'N' => Some("NEVER"),
+            _ => None,
+        })
+        .collect();
+    words.join(",")
+}
+
+/// What an appended control-file record tells Courier.
+fn explain_record(rec: &str) -> String {
+    let value = rec.get(1..).unwrap_or("");
+    let n = value.split_whitespace().next().unwrap_or("?");
+    match rec.as_bytes().first() {
+        Some(b'r') => format!("# new recipient <{value}>"),
+        Some(b'R') => "#   its original address (ORCPT), if any".to_string(),
+        Some(b'N') if value.is_empty() => "#   its DSN flags: Courier's default".to_string(),
+        Some(b'N') => format!("#   its DSN flags: NOTIFY={}", notify_flags(value)),
+        Some(b'I') => format!("# recipient {n} (0 = the first) is done: not delivered to"),
+        Some(b'S') => format!("#   (when recipient {n} was marked done)"),
+        _ => String::new(),
+    }
 }
 
 fn describe_reply(reply: &str) -> &'static str {
@@ -353,7 +399,7 @@ fn run() -> Result<usize> {
             if control_after.starts_with(&control) {
                 println!("    records appended to the control file:");
                 for rec in String::from_utf8_lossy(&control_after[control.len()..]).lines() {
-                    println!("        {rec}");
+                    println!("        {rec:<40}{}", explain_record(rec));
                 }
             } else {
                 problems += 1;
@@ -446,7 +492,10 @@ fn run() -> Result<usize> {
     println!("---------------------------------------------------------------------");
     let (status, took) = daemon.stop(Duration::from_secs(15))?;
     println!(
-        "  exited with {status} after {:.1} ms",
+        "  exited with status {} after {:.1} ms",
+        status
+            .code()
+            .map_or_else(|| status.to_string(), |c| c.to_string()),
         took.as_secs_f64() * 1000.0
     );
     if !status.success() {
