@@ -69,9 +69,9 @@ fn main() -> ExitCode {
 const USAGE: &str = "\
 Usage: cargo run --release --example bench -- [OPTIONS]
   --concurrency LIST  client threads per measured run, comma-separated (default 8,1)
-  --messages N        messages per measured run (default 3000)
-  --warmup N          messages sent after each start before measuring (default 300)
-  --rounds N          interleaved rounds; the table shows medians (default 3)
+  --messages N        messages per measured run (default 20000)
+  --warmup N          messages sent after each start before measuring (default 1000)
+  --rounds N          interleaved rounds; the table shows medians (default 5)
   --spool N           distinct spooled messages the traffic cycles through (default 500)
   --workers N         worker processes of each server (default 4)
   --servers LIST      which servers to run: floor,empty,light (default all three)
@@ -99,9 +99,9 @@ impl Options {
                 "concurrency",
                 env("BENCH_CONCURRENCY").unwrap_or("8,1".into()),
             ),
-            ("messages", env("BENCH_MESSAGES").unwrap_or("3000".into())),
-            ("warmup", env("BENCH_WARMUP").unwrap_or("300".into())),
-            ("rounds", env("BENCH_ROUNDS").unwrap_or("3".into())),
+            ("messages", env("BENCH_MESSAGES").unwrap_or("20000".into())),
+            ("warmup", env("BENCH_WARMUP").unwrap_or("1000".into())),
+            ("rounds", env("BENCH_ROUNDS").unwrap_or("5".into())),
             ("spool", env("BENCH_SPOOL").unwrap_or("500".into())),
             ("workers", env("BENCH_WORKERS").unwrap_or("4".into())),
             (
@@ -822,6 +822,7 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
         "max ms",
         "CPU µs/msg",
         "× floor",
+        "stat µs/msg",
         "peak RSS MiB",
         "ready ms",
         "driver µs/msg",
@@ -861,7 +862,7 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
                     .collect(),
             );
             println!(
-                "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 server.label(),
                 col(|r| r.msgs_per_sec),
                 col(|r| r.p50_ms),
@@ -873,6 +874,7 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
                 } else {
                     format!("{ratio:.2}")
                 },
+                col(|r| r.stat_us),
                 col(|r| r.rss_mib),
                 col(|r| r.ready_ms),
                 col(|r| r.driver_us),
