@@ -322,8 +322,9 @@ fn wait_for_delivery(maildir: &Path, token: &str) -> (PathBuf, Duration) {
     }
 }
 
-/// The pids of our filter's processes: courierfilter runs it by the link path, so that is
-/// argv[0]; the executable is the installed binary.
+/// The pids of our filter's processes: courierfilter runs it by the link path, which is
+/// argv[0] (argv[1] for a script run by its interpreter); the executable is the installed
+/// binary.
 fn filter_pids() -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -333,12 +334,13 @@ fn filter_pids() -> Vec<u32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let argv0 = fs::read(e.path().join("cmdline"))
-            .ok()
-            .and_then(|c| c.split(|&b| b == 0).next().map(<[u8]>::to_vec))
-            .unwrap_or_default();
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let by_link = cmdline
+            .split(|&b| b == 0)
+            .take(2)
+            .any(|arg| arg == ACTIVE_LINK.as_bytes());
         let exe = fs::read_link(e.path().join("exe")).unwrap_or_default();
-        if argv0 == ACTIVE_LINK.as_bytes() || exe == Path::new(INSTALLED_BIN) {
+        if by_link || exe == Path::new(INSTALLED_BIN) {
             pids.push(pid);
         }
     }
@@ -375,7 +377,8 @@ fn parse_environ(raw: &[u8]) -> BTreeMap<String, String> {
 }
 
 /// The environment courierfilter gives its filters: /usr/sbin/courierfilter runs
-/// `env -i /bin/sh -c "set -a; . $sysconfdir/courierd; …"` from /usr. Reproduce that.
+/// `env -i /bin/sh -c "set -a; . $sysconfdir/courierd; …"` from /usr, and the courierfilter
+/// program then adds `sysconfdir` (seen in its strings and in a filter's environment).
 fn courierd_environment() -> BTreeMap<String, String> {
     let out = Command::new("/usr/bin/env")
         .args([
@@ -392,7 +395,9 @@ fn courierd_environment() -> BTreeMap<String, String> {
         "sourcing /etc/courier/courierd failed\n{}",
         output_text(&out)
     );
-    parse_environ(&out.stdout)
+    let mut env = parse_environ(&out.stdout);
+    env.insert("sysconfdir".to_string(), "/etc/courier".to_string());
+    env
 }
 
 /// The syslog lines written since the up script ran (it leaves the command that prints them).
