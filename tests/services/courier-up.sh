@@ -21,6 +21,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ME=courier-up.sh
 say() { echo "$ME: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+trap 'die "line $LINENO failed: $BASH_COMMAND"' ERR
 
 [ "$(id -u)" = 0 ] || die "must run as root (uid 0), not uid $(id -u): it installs packages, rewrites /etc/courier and starts Courier's daemons"
 
@@ -73,7 +74,23 @@ for pidfile in /run/courier/esmtpd.pid /run/courier/courierfilter.pid /run/couri
         die "Courier is already running (live pid in $pidfile) and was not started by this script; stop it first"
     fi
 done
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "something already listens on 127.0.0.1:$PORT; stop it or choose another PORT"
+fi
 touch "$WORK/up.marker"
+# From here on a failure also stops whatever did start, leaving the machine clean.
+fail() {
+    if [ -s "$WORK/syslog-cmd" ]; then
+        say "relevant syslog lines ($(cat "$WORK/syslog-cmd")):"
+        sh -c "$(cat "$WORK/syslog-cmd")" 2>/dev/null \
+            | grep -E 'courierfilter:|submit:|courieresmtpd:|authdaemond:|courierd:.*(rror|ail)' \
+            | tail -n 30 >&2 || true
+    fi
+    say "ERROR: $*"
+    "$HERE/courier-down.sh" || true
+    exit 1
+}
+trap 'fail "line $LINENO failed: $BASH_COMMAND"' ERR
 
 # ---- Courier configuration ------------------------------------------------------------
 C=/etc/courier
@@ -92,23 +109,29 @@ echo 'e2e.test'                > $C/esmtpacceptmailfor
 echo 'e2e.test'                > $C/defaultdomain
 echo ': [127.0.0.1],9'         > $C/esmtproutes       # all outbound mail (DSNs) to a closed port
 echo 'esmtp'                   > $C/enablefiltering   # filter mail received by ESMTP
-/usr/sbin/makesmtpaccess || die "makesmtpaccess failed"   # 127.0.0.1 -> allow,RELAYCLIENT
-/usr/sbin/makealiases    || die "makealiases failed"
+/usr/sbin/makesmtpaccess || fail "makesmtpaccess failed"   # 127.0.0.1 -> allow,RELAYCLIENT
+/usr/sbin/makealiases    || fail "makealiases failed"
 
 # The recipient, also the SMTP AUTH account (authdaemond -> PAM).
-id e2e >/dev/null 2>&1 || useradd -m -s /usr/sbin/nologin e2e || die "useradd e2e failed"
-echo 'e2e:e2epass' | chpasswd || die "chpasswd for e2e failed"
+id e2e >/dev/null 2>&1 || useradd -m -s /usr/sbin/nologin e2e || fail "useradd e2e failed"
+echo 'e2e:e2epass' | chpasswd || fail "chpasswd for e2e failed"
 E2E_HOME=$(getent passwd e2e | cut -d: -f6)
-[ -n "$E2E_HOME" ] && [ -d "$E2E_HOME" ] || die "user e2e has no home directory"
+[ -n "$E2E_HOME" ] && [ -d "$E2E_HOME" ] || fail "user e2e has no home directory"
 if [ ! -d "$E2E_HOME/Maildir/new" ]; then
-    su -s /bin/sh e2e -c 'maildirmake "$HOME/Maildir"' || die "maildirmake for e2e failed"
+    su -s /bin/sh e2e -c 'maildirmake "$HOME/Maildir"' || fail "maildirmake for e2e failed"
 fi
 
 # ---- syslog: Courier logs only via /dev/log ------------------------------------------
 # Without a syslog daemon every line would be lost, so start a small sink (perl-base
 # is Essential on Debian). With a syslog already there, say where its lines go.
 : > "$WORK/syslog"
-if [ ! -S /dev/log ]; then
+rm -f "$WORK/syslog-cmd"
+# A /dev/log nobody reads (a sink or syslogd that died) counts as none.
+dev_log_live() {
+    /usr/bin/perl -e 'use Socket; socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or exit 1;
+                      connect($s, pack_sockaddr_un("/dev/log")) or exit 1' 2>/dev/null
+}
+if [ ! -S /dev/log ] || ! dev_log_live; then
     rm -f /dev/log
     setsid /usr/bin/perl -e '
         use strict; use Socket; use IO::Handle;
@@ -123,7 +146,7 @@ if [ ! -S /dev/log ]; then
     ' /dev/log "$WORK/syslog" </dev/null >/dev/null 2>"$WORK/syslog-sink.err" &
     echo $! > "$WORK/syslog-sink.pid"
     for _ in $(seq 50); do [ -S /dev/log ] && break; sleep 0.1; done
-    [ -S /dev/log ] || die "the syslog sink did not create /dev/log: $(cat "$WORK/syslog-sink.err")"
+    [ -S /dev/log ] || fail "the syslog sink did not create /dev/log: $(cat "$WORK/syslog-sink.err")"
     echo "cat $WORK/syslog" > "$WORK/syslog-cmd"
 elif [ -S /run/systemd/journal/socket ] && command -v journalctl >/dev/null 2>&1; then
     echo "journalctl --no-pager -q -o short --since=@$start_time" > "$WORK/syslog-cmd"
@@ -132,33 +155,23 @@ else
     for f in /var/log/mail.log /var/log/syslog /var/log/messages; do
         if [ -f "$f" ]; then cmd="tail -c +$(( $(stat -c %s "$f") + 1 )) $f"; break; fi
     done
-    [ -n "$cmd" ] || die "/dev/log belongs to a syslog daemon whose log file is not in /var/log/{mail.log,syslog,messages}"
+    [ -n "$cmd" ] || fail "/dev/log belongs to a syslog daemon whose log file is not in /var/log/{mail.log,syslog,messages}"
     echo "$cmd" > "$WORK/syslog-cmd"
 fi
 
 # ---- the filter and its configuration -------------------------------------------------
 install -o root -g root -m 0755 "$FILTER_BIN" /usr/lib/courier/filters/$NAME \
-    || die "cannot install $FILTER_BIN as /usr/lib/courier/filters/$NAME"
+    || fail "cannot install $FILTER_BIN as /usr/lib/courier/filters/$NAME"
 # Readable by the filter (user courier), not writable by it.
 install -o root -g courier -m 0640 "$CHAIN_CONF"   $C/rustfilter.conf \
-    || die "cannot install $CHAIN_CONF as $C/rustfilter.conf"
+    || fail "cannot install $CHAIN_CONF as $C/rustfilter.conf"
 install -o root -g courier -m 0640 "$MODULES_CONF" $C/rustfilter-modules.conf \
-    || die "cannot install $MODULES_CONF as $C/rustfilter-modules.conf"
+    || fail "cannot install $MODULES_CONF as $C/rustfilter-modules.conf"
 rm -f $C/filters/active/*                                  # only our filter runs
 rm -f /var/lib/courier/allfilters/$NAME /var/lib/courier/allfilters/.$NAME
-/usr/sbin/filterctl start $NAME || die "filterctl start $NAME failed"
+/usr/sbin/filterctl start $NAME || fail "filterctl start $NAME failed"
 
 # ---- start, in dependency order --------------------------------------------------------
-# From here on a failure stops whatever did start, so the machine is left clean.
-fail() {
-    say "relevant syslog lines ($(cat "$WORK/syslog-cmd")):"
-    sh -c "$(cat "$WORK/syslog-cmd")" 2>/dev/null \
-        | grep -E 'courierfilter:|submit:|courieresmtpd:|authdaemond:|courierd:.*(rror|ail)' \
-        | tail -n 30 >&2 || true
-    say "ERROR: $*"
-    "$HERE/courier-down.sh" || true
-    exit 1
-}
 /usr/sbin/authdaemond start || fail "authdaemond start failed"
 # courierfilter start returns only once every filter has closed fd 3, which rustfilter
 # does when its socket accepts.
