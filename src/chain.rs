@@ -1,1 +1,640 @@
-//! The policy chain.
+//! The policy engine: modules in config order, bypass sets, first decisive reply wins
+//! (spec §1.6), the error policy (DECISIONS §3), dry-run, per-module CPU accounting and the
+//! reference's reject and accounting log lines (§1.7).
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use crate::config::{ChainConfig, ConfigError, ModulesConfig};
+use crate::courier::Courier;
+use crate::courier::control::Envelope;
+use crate::courier::message::Message;
+use crate::filter::{Context, Filter, FilterError, Verdict};
+use crate::filters;
+
+/// The reply when no module decided.
+pub const DEFAULT_REPLY: &str = "200 Ok";
+/// The reply when the control files cannot be read (the reference's text).
+pub const CONTROL_FAILURE_REPLY: &str = "451 Internal failure locating control files";
+/// The reply once the per-message deadline has passed.
+pub const TIMEOUT_REPLY: &str = "451 4.3.0 Message filtering timed out, try again later";
+
+/// What a module's failure does to the message (`on_error` in its section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// `451 4.3.0 Temporary failure in <module>, try again later` (the default).
+    Tempfail,
+    /// Log it and go on as if the module had no objection.
+    Continue,
+}
+
+/// The framework's own settings, from the `[rustfilter]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub workers: usize,
+    pub message_timeout: Duration,
+}
+
+impl Settings {
+    pub const SECTION: &'static str = "rustfilter";
+
+    pub fn from_config(modules: &ModulesConfig) -> Result<Settings, ConfigError> {
+        let sec = modules.section(Self::SECTION);
+        let workers = sec.int("workers", 4)?;
+        if !(1..=256).contains(&workers) {
+            return Err(sec.error("workers", "must be between 1 and 256"));
+        }
+        let timeout = sec.float("message_timeout", 60.0)?;
+        if !(timeout > 0.0 && timeout <= 3600.0) {
+            return Err(sec.error(
+                "message_timeout",
+                "must be more than 0 and at most 3600 seconds",
+            ));
+        }
+        sec.finish()?;
+        Ok(Settings {
+            workers: workers as usize,
+            message_timeout: Duration::from_secs_f64(timeout),
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            workers: 4,
+            message_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One entry of the chain.
+pub struct Link {
+    /// The name as written in the chain file (bypass sets match it).
+    pub name: String,
+    /// `Some` for `name for a b c` (possibly empty).
+    pub bypass: Option<Vec<String>>,
+    pub dry_run: bool,
+    pub on_error: OnError,
+    pub filter: Box<dyn Filter>,
+}
+
+/// What happened to one module for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Continue,
+    Reply(String),
+    /// Failed; `reply` is what the chain used (None: `on_error = 'continue'`).
+    Error {
+        error: String,
+        reply: Option<String>,
+    },
+    /// `dry_run`: what the module would have replied; the chain went on.
+    WouldReply(String),
+    /// Skipped because an earlier module's bypass set named it.
+    Bypassed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub module: String,
+    pub decision: Decision,
+    pub cpu: Duration,
+}
+
+/// The result of running the chain on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The text to send to Courier.
+    pub reply: String,
+    /// The module whose reply was sent (None: the default `200 Ok`).
+    pub decided_by: Option<String>,
+    pub steps: Vec<Step>,
+    pub total_cpu: Duration,
+}
+
+pub struct Chain {
+    /// The filter's name (socket name), first word of the reject log line.
+    pub name: String,
+    pub links: Vec<Link>,
+    pub settings: Settings,
+}
+
+impl Chain {
+    /// Build every module of the chain from its section, and check the sections of known
+    /// modules that are not in the chain too (a typo there is found before it is enabled).
+    /// Every error found is returned, not just the first.
+    pub fn build(
+        name: &str,
+        chain: &ChainConfig,
+        modules: &ModulesConfig,
+        courier: &Courier,
+    ) -> Result<Chain, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let settings = Settings::from_config(modules).unwrap_or_else(|e| {
+            errors.push(e);
+            Settings::default()
+        });
+        let mut links = Vec::new();
+        for entry in &chain.entries {
+            let locate = |msg: String| {
+                ConfigError::at(&chain.path, entry.line, msg).with_key(entry.name.clone())
+            };
+            let Some(build) = filters::constructor(&entry.name) else {
+                errors.push(locate(filters::unavailable_reason(&entry.name)));
+                continue;
+            };
+            match build_link(&entry.name, build, modules, courier) {
+                Ok((filter, dry_run, on_error)) => links.push(Link {
+                    name: entry.name.clone(),
+                    bypass: entry.bypass.clone(),
+                    dry_run,
+                    on_error,
+                    filter,
+                }),
+                Err(e) => errors.push(e),
+            }
+            if let Some(bypass) = &entry.bypass {
+                for target in bypass {
+                    if !chain.entries.iter().any(|e| &e.name == target) {
+                        log::warn!(
+                            "{}:{}: '{}' bypasses '{}', which is not in the chain",
+                            chain.path.display(),
+                            entry.line,
+                            entry.name,
+                            target
+                        );
+                    }
+                }
+            }
+        }
+        for section in modules.section_names() {
+            if chain.entries.iter().any(|e| e.name == section) {
+                continue;
+            }
+            if let Some(build) = filters::constructor(&section) {
+                if let Err(e) = build_link(&section, build, modules, courier) {
+                    errors.push(e);
+                }
+            } else if !filters::is_library_section(&section)
+                && !filters::is_reference_module(&section)
+            {
+                log::warn!("section [{section}] is not used by any rustfilter module");
+            }
+        }
+        if errors.is_empty() {
+            Ok(Chain {
+                name: name.to_string(),
+                links,
+                settings,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Open per-process resources of every module (in each worker, after fork).
+    pub fn open(&mut self) -> Result<(), FilterError> {
+        for link in &mut self.links {
+            link.filter
+                .open()
+                .map_err(|e| FilterError::new(format!("{}: {}", link.name, e)))?;
+        }
+        Ok(())
+    }
+
+    /// Run the chain on one message (spec §1.6 semantics).
+    pub fn run(
+        &self,
+        courier: &Courier,
+        envelope: &mut Envelope,
+        message: &mut Message,
+    ) -> Outcome {
+        let start_cpu = thread_cpu_time();
+        let deadline = Instant::now() + self.settings.message_timeout;
+        let mut bypassed: HashSet<&str> = HashSet::new();
+        let mut reply: Option<(String, &str)> = None;
+        let mut steps = Vec::with_capacity(self.links.len());
+        for link in &self.links {
+            if bypassed.contains(link.name.as_str()) {
+                steps.push(Step {
+                    module: link.name.clone(),
+                    decision: Decision::Bypassed,
+                    cpu: Duration::ZERO,
+                });
+                continue;
+            }
+            if Instant::now() >= deadline {
+                log::error!(
+                    "message processing exceeded {:?}; tempfailing before \"{}\"",
+                    self.settings.message_timeout,
+                    link.name
+                );
+                reply = Some((TIMEOUT_REPLY.to_string(), link.name.as_str()));
+                break;
+            }
+            let before = thread_cpu_time();
+            let mut ctx = Context {
+                courier,
+                envelope: &mut *envelope,
+                message: &mut *message,
+                deadline,
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| link.filter.check(&mut ctx)));
+            let cpu = thread_cpu_time().saturating_sub(before);
+            let result = match result {
+                Ok(r) => r,
+                Err(panic) => Err(FilterError::new(format!("panic: {}", panic_text(&panic)))),
+            };
+            let (decision, text) = match result {
+                Ok(Verdict::Continue) => (Decision::Continue, None),
+                Ok(Verdict::Reply(r)) if link.dry_run => {
+                    log::info!(
+                        "{} dry run: \"{}\" would have replied: {}",
+                        self.name,
+                        link.name,
+                        r
+                    );
+                    (Decision::WouldReply(r), None)
+                }
+                Ok(Verdict::Reply(r)) => (Decision::Reply(r.clone()), Some(r)),
+                Err(e) => {
+                    log::error!(
+                        "Uncaught exception in \"{}\" do_filter function: {}",
+                        link.name,
+                        e
+                    );
+                    let r = match (link.on_error, link.dry_run) {
+                        (OnError::Tempfail, false) => Some(format!(
+                            "451 4.3.0 Temporary failure in {}, try again later",
+                            link.name
+                        )),
+                        _ => None,
+                    };
+                    (
+                        Decision::Error {
+                            error: e.0,
+                            reply: r.clone(),
+                        },
+                        r,
+                    )
+                }
+            };
+            steps.push(Step {
+                module: link.name.clone(),
+                decision,
+                cpu,
+            });
+            // A module that ran replaces the reply, even with "no decision" (§1.6).
+            reply = text.map(|t| (t, link.name.as_str()));
+            match &reply {
+                None => {}
+                Some((text, _)) => match &link.bypass {
+                    Some(set) if !set.is_empty() && text.starts_with('2') => {
+                        bypassed.extend(set.iter().map(String::as_str));
+                    }
+                    _ => break,
+                },
+            }
+        }
+        let (reply, decided_by) = match reply {
+            Some((text, module)) => (text, Some(module.to_string())),
+            None => (DEFAULT_REPLY.to_string(), None),
+        };
+        Outcome {
+            reply,
+            decided_by,
+            steps,
+            total_cpu: thread_cpu_time().saturating_sub(start_cpu),
+        }
+    }
+
+    /// Handle one courierfilter request: parse the control files once, run the chain, write
+    /// the reject and accounting log lines, and return the reply.
+    pub fn process(
+        &self,
+        courier: &Courier,
+        data_path: &std::path::Path,
+        control_paths: &[std::path::PathBuf],
+    ) -> String {
+        let mut envelope = match Envelope::load(control_paths) {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!("cannot read the control files: {e}");
+                return CONTROL_FAILURE_REPLY.to_string();
+            }
+        };
+        let mut message = Message::new(data_path);
+        let outcome = self.run(courier, &mut envelope, &mut message);
+        self.log_outcome(&envelope, &outcome);
+        outcome.reply
+    }
+
+    /// The reference's reject lines (one per undelivered recipient, read after the modules
+    /// ran) and its CPU accounting line.
+    pub fn log_outcome(&self, envelope: &Envelope, outcome: &Outcome) {
+        if let Some(module) = &outcome.decided_by
+            && !outcome.reply.starts_with('2')
+            && !outcome.reply.starts_with('0')
+        {
+            let sender = envelope.sender().unwrap_or("None");
+            for rcpt in envelope.recipients() {
+                log::info!(
+                    "{} {} reject,from=<{}>,addr=<{}>: {}",
+                    self.name,
+                    module,
+                    sender,
+                    rcpt.addr,
+                    outcome.reply
+                );
+            }
+        }
+        log::info!("{}", accounting_line(envelope.message_id(), outcome));
+    }
+}
+
+fn build_link(
+    name: &str,
+    build: filters::Constructor,
+    modules: &ModulesConfig,
+    courier: &Courier,
+) -> Result<(Box<dyn Filter>, bool, OnError), ConfigError> {
+    let sec = modules.section(name);
+    let filter = build(&sec, courier)?;
+    let dry_run = sec.bool("dry_run", false)?;
+    let on_error = match sec.string("on_error", "tempfail")?.as_str() {
+        "tempfail" => OnError::Tempfail,
+        "continue" => OnError::Continue,
+        other => {
+            return Err(sec.error(
+                "on_error",
+                format!("must be 'tempfail' or 'continue', not '{other}'"),
+            ));
+        }
+    };
+    sec.finish()?;
+    Ok((filter, dry_run, on_error))
+}
+
+/// `CPU TIME ACCOUNTING: <M> processed with <t> seconds: (<mod>(<t>) …)`; only modules that ran
+/// are listed.
+pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
+    let modules: Vec<String> = outcome
+        .steps
+        .iter()
+        .filter(|s| s.decision != Decision::Bypassed)
+        .map(|s| format!("{}({:.6})", s.module, s.cpu.as_secs_f64()))
+        .collect();
+    format!(
+        "CPU TIME ACCOUNTING: {} processed with {:.6} seconds: ({})",
+        message_id.unwrap_or("None"),
+        outcome.total_cpu.as_secs_f64(),
+        modules.join(" ")
+    )
+}
+
+/// CPU time used by the calling thread (workers are single-threaded processes).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::FilterResult;
+    use crate::filters::testutil::Fixture;
+
+    struct Canned(fn() -> FilterResult);
+
+    impl Filter for Canned {
+        fn check(&self, _: &mut Context<'_>) -> FilterResult {
+            (self.0)()
+        }
+    }
+
+    fn cont() -> FilterResult {
+        Ok(Verdict::Continue)
+    }
+    fn ok200() -> FilterResult {
+        Ok(Verdict::reply("200 Ok"))
+    }
+    fn reject() -> FilterResult {
+        Ok(Verdict::reply("550 5.7.1 no"))
+    }
+    fn accept050() -> FilterResult {
+        Ok(Verdict::reply("050 OK"))
+    }
+    fn fail() -> FilterResult {
+        Err(FilterError::new("backend down"))
+    }
+    fn boom() -> FilterResult {
+        panic!("module bug")
+    }
+
+    fn link(name: &str, bypass: Option<&[&str]>, f: fn() -> FilterResult) -> Link {
+        Link {
+            name: name.to_string(),
+            bypass: bypass.map(|b| b.iter().map(|s| s.to_string()).collect()),
+            dry_run: false,
+            on_error: OnError::Tempfail,
+            filter: Box::new(Canned(f)),
+        }
+    }
+
+    fn run(links: Vec<Link>) -> Outcome {
+        let fx = Fixture::new(
+            "sa@b.example\nrc@d.example\nR\nN\nM0001\n",
+            "Subject: x\n\nbody\n",
+            &[],
+        );
+        let chain = Chain {
+            name: "rustfilter".into(),
+            links,
+            settings: Settings::default(),
+        };
+        let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
+        let mut msg = Message::new(&fx.data);
+        chain.run(&fx.courier, &mut env, &mut msg)
+    }
+
+    fn ran(o: &Outcome) -> Vec<&str> {
+        o.steps
+            .iter()
+            .filter(|s| s.decision != Decision::Bypassed)
+            .map(|s| s.module.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn empty_chain_accepts() {
+        let o = run(vec![]);
+        assert_eq!((o.reply.as_str(), o.decided_by), ("200 Ok", None));
+    }
+
+    #[test]
+    fn first_decisive_reply_wins() {
+        let o = run(vec![
+            link("a", None, cont),
+            link("b", None, reject),
+            link("c", None, ok200),
+        ]);
+        assert_eq!(o.reply, "550 5.7.1 no");
+        assert_eq!(o.decided_by.as_deref(), Some("b"));
+        assert_eq!(ran(&o), ["a", "b"]);
+    }
+
+    #[test]
+    fn accept_without_bypass_set_stops_the_chain() {
+        let o = run(vec![link("w", None, ok200), link("r", None, reject)]);
+        assert_eq!((o.reply.as_str(), ran(&o)), ("200 Ok", vec!["w"]));
+        let o = run(vec![link("w", Some(&[]), ok200), link("r", None, reject)]);
+        assert_eq!((o.reply.as_str(), ran(&o)), ("200 Ok", vec!["w"]));
+    }
+
+    #[test]
+    fn bypass_set_skips_only_the_named_modules() {
+        let o = run(vec![
+            link("w", Some(&["r"]), ok200),
+            link("r", None, reject),
+            link("x", None, cont),
+        ]);
+        assert_eq!(ran(&o), ["w", "x"]);
+        // A later "no decision" replaces the 2xx: the default reply is sent (spec §1.6).
+        assert_eq!((o.reply.as_str(), o.decided_by), ("200 Ok", None));
+        let o = run(vec![
+            link("w", Some(&["r"]), ok200),
+            link("r", None, reject),
+        ]);
+        assert_eq!(
+            (o.reply.as_str(), o.decided_by.as_deref()),
+            ("200 Ok", Some("w"))
+        );
+        let o = run(vec![
+            link("w", Some(&["other"]), ok200),
+            link("r", None, reject),
+        ]);
+        assert_eq!(
+            (o.reply.as_str(), o.decided_by.as_deref()),
+            ("550 5.7.1 no", Some("r"))
+        );
+    }
+
+    #[test]
+    fn non_2xx_from_a_module_with_a_bypass_set_stops() {
+        let o = run(vec![
+            link("q", Some(&["r"]), accept050),
+            link("r", None, ok200),
+        ]);
+        assert_eq!((o.reply.as_str(), ran(&o)), ("050 OK", vec!["q"]));
+    }
+
+    #[test]
+    fn errors_and_panics_tempfail() {
+        let o = run(vec![link("db", None, fail), link("r", None, ok200)]);
+        assert_eq!(
+            o.reply,
+            "451 4.3.0 Temporary failure in db, try again later"
+        );
+        let o = run(vec![link("bug", None, boom), link("r", None, ok200)]);
+        assert_eq!(
+            o.reply,
+            "451 4.3.0 Temporary failure in bug, try again later"
+        );
+        assert!(
+            matches!(&o.steps[0].decision, Decision::Error { error, .. } if error.contains("module bug"))
+        );
+    }
+
+    #[test]
+    fn on_error_continue_goes_on() {
+        let mut l = link("db", None, fail);
+        l.on_error = OnError::Continue;
+        let o = run(vec![l, link("r", None, reject)]);
+        assert_eq!(o.reply, "550 5.7.1 no");
+    }
+
+    #[test]
+    fn dry_run_only_logs() {
+        let mut l = link("r", None, reject);
+        l.dry_run = true;
+        let o = run(vec![l, link("x", None, cont)]);
+        assert_eq!((o.reply.as_str(), ran(&o)), ("200 Ok", vec!["r", "x"]));
+        assert_eq!(
+            o.steps[0].decision,
+            Decision::WouldReply("550 5.7.1 no".into())
+        );
+    }
+
+    #[test]
+    fn deadline_tempfails() {
+        let fx = Fixture::new(
+            "sa@b.example\nrc@d.example\nR\nN\n",
+            "Subject: x\n\nbody\n",
+            &[],
+        );
+        let settings = Settings {
+            workers: 1,
+            message_timeout: Duration::from_nanos(1),
+        };
+        let chain = Chain {
+            name: "rf".into(),
+            links: vec![link("a", None, cont)],
+            settings,
+        };
+        let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
+        let mut msg = Message::new(&fx.data);
+        std::thread::sleep(Duration::from_millis(1));
+        let o = chain.run(&fx.courier, &mut env, &mut msg);
+        assert_eq!(o.reply, TIMEOUT_REPLY);
+    }
+
+    #[test]
+    fn accounting_line_format() {
+        let o = Outcome {
+            reply: "200 Ok".into(),
+            decided_by: None,
+            steps: vec![
+                Step {
+                    module: "a".into(),
+                    decision: Decision::Continue,
+                    cpu: Duration::from_micros(499),
+                },
+                Step {
+                    module: "b".into(),
+                    decision: Decision::Bypassed,
+                    cpu: Duration::ZERO,
+                },
+            ],
+            total_cpu: Duration::from_micros(20436),
+        };
+        assert_eq!(
+            accounting_line(Some("000AF5DB.46B0E301.0000778F"), &o),
+            "CPU TIME ACCOUNTING: 000AF5DB.46B0E301.0000778F processed with 0.020436 seconds: (a(0.000499))"
+        );
+        let empty = Outcome { steps: vec![], ..o };
+        assert_eq!(
+            accounting_line(None, &empty),
+            "CPU TIME ACCOUNTING: None processed with 0.020436 seconds: ()"
+        );
+    }
+}

@@ -12,3 +12,4 @@ pub mod daemon;
 pub mod filter;
 pub mod filters;
 pub mod logging;
+pub mod server;

@@ -1,1 +1,446 @@
-fn main() {}
+//! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
+//! `rustfilter check-config`. Exit statuses follow sysexits (DECISIONS §9).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rustfilter::chain::{Chain, Decision};
+use rustfilter::config::{
+    ChainConfig, ConfigError, ConfigPaths, ModulesConfig, find_chain_file, find_modules_file,
+};
+use rustfilter::courier::control::Envelope;
+use rustfilter::courier::message::Message;
+use rustfilter::courier::{Courier, CourierPaths, PathOverrides};
+use rustfilter::daemon::{self, Limits, ServeOptions};
+use rustfilter::logging;
+use rustfilter::server::{ChainHandler, DeferringHandler};
+
+const EX_USAGE: u8 = 64;
+const EX_OSERR: u8 = 71;
+const EX_CONFIG: u8 = 78;
+
+const USAGE: &str = "\
+Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
+       rustfilter check [OPTIONS] DATA CONTROL...  run the chain once on copies of a message
+       rustfilter check-config [OPTIONS]           validate the configuration
+       rustfilter --version | --help
+
+Options:
+  --config FILE          the chain file (default: first rustfilter.conf, else pythonfilter.conf,
+                         in /etc, /usr/local/etc, Courier's sysconfdir)
+  --modules-config FILE  the modules file (default: rustfilter-modules.conf, else
+                         pythonfilter-modules.conf, in the same places)
+  --name NAME            socket name and log ident (default: the program's file name)
+  --workers N            number of worker processes (default: [rustfilter] workers, or 4)
+  --sysconfdir DIR       Courier's sysconfdir (default: from courier-config)
+  --localstatedir DIR    Courier's localstatedir (default: from courier-config)
+  --syslog               log to syslog (facility mail) instead of stderr
+";
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    Serve,
+    Check {
+        data: PathBuf,
+        controls: Vec<PathBuf>,
+    },
+    CheckConfig,
+    Version,
+    Help,
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    config: Option<PathBuf>,
+    modules_config: Option<PathBuf>,
+    name: Option<String>,
+    workers: Option<usize>,
+    overrides: PathOverrides,
+    syslog: bool,
+}
+
+fn parse_args(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<(Command, Options), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_iter(args);
+    let mut opts = Options::default();
+    let mut subcommand: Option<String> = None;
+    let mut positional: Vec<PathBuf> = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => opts.config = Some(parser.value()?.into()),
+            Long("modules-config") => opts.modules_config = Some(parser.value()?.into()),
+            Long("name") => opts.name = Some(parser.value()?.string()?),
+            Long("workers") => {
+                let n: usize = parser.value()?.parse()?;
+                if !(1..=256).contains(&n) {
+                    return Err("--workers must be between 1 and 256".into());
+                }
+                opts.workers = Some(n);
+            }
+            Long("sysconfdir") => opts.overrides.sysconfdir = Some(parser.value()?.into()),
+            Long("localstatedir") => opts.overrides.localstatedir = Some(parser.value()?.into()),
+            Long("syslog") => opts.syslog = true,
+            Long("version") | Short('V') => return Ok((Command::Version, opts)),
+            Long("help") | Short('h') => return Ok((Command::Help, opts)),
+            Value(v) if subcommand.is_none() && positional.is_empty() => {
+                let word = v.string()?;
+                match word.as_str() {
+                    "check" | "check-config" => subcommand = Some(word),
+                    _ => return Err(format!("unknown command '{word}'").into()),
+                }
+            }
+            Value(v) => positional.push(v.into()),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let command = match subcommand.as_deref() {
+        None => Command::Serve,
+        Some("check-config") if positional.is_empty() => Command::CheckConfig,
+        Some("check") if positional.len() >= 2 => {
+            let data = positional.remove(0);
+            Command::Check {
+                data,
+                controls: positional,
+            }
+        }
+        Some("check") => return Err("check needs a data file and at least one control file".into()),
+        Some(_) => return Err("unexpected arguments".into()),
+    };
+    Ok((command, opts))
+}
+
+/// The filter's name: `--name`, else the file name courierfilter ran us as.
+fn filter_name(opts: &Options) -> String {
+    if let Some(name) = &opts.name {
+        return name.clone();
+    }
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "rustfilter".to_string())
+}
+
+/// Whether courierfilter gave us fd 3 (closed to signal readiness).
+fn fd3_is_open() -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(3, libc::F_GETFD) != -1 }
+}
+
+/// Everything the configuration yields: the chain, or every error found.
+struct Loaded {
+    courier: Courier,
+    chain: Result<Chain, Vec<ConfigError>>,
+    description: String,
+}
+
+fn load(opts: &Options, name: &str) -> Loaded {
+    let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+    let dirs = ConfigPaths::standard(courier.sysconfdir());
+    let chain_path = match &opts.config {
+        Some(p) => Some(p.clone()),
+        None => find_chain_file(&dirs).map(|(p, fallback)| {
+            if fallback {
+                log::info!("using pythonfilter's chain file {}", p.display());
+            }
+            p
+        }),
+    };
+    let modules_path = match &opts.modules_config {
+        Some(p) => Some(p.clone()),
+        None => find_modules_file(&dirs).map(|(p, fallback)| {
+            if fallback {
+                log::info!("using pythonfilter's modules file {}", p.display());
+            }
+            p
+        }),
+    };
+    let description = format!(
+        "chain {}, modules {}",
+        chain_path
+            .as_deref()
+            .map_or("(none)".into(), |p| p.display().to_string()),
+        modules_path
+            .as_deref()
+            .map_or("(none)".into(), |p| p.display().to_string())
+    );
+    let chain = (|| {
+        let Some(chain_path) = chain_path else {
+            let searched: Vec<String> = dirs.dirs.iter().map(|d| d.display().to_string()).collect();
+            return Err(vec![ConfigError::new(format!(
+                "no rustfilter.conf or pythonfilter.conf in any of: {}",
+                searched.join(", ")
+            ))]);
+        };
+        let chain_cfg = ChainConfig::load(&chain_path).map_err(|e| vec![e])?;
+        let modules_cfg = match &modules_path {
+            Some(p) => ModulesConfig::load(p).map_err(|e| vec![e])?,
+            None => ModulesConfig::empty(),
+        };
+        Chain::build(name, &chain_cfg, &modules_cfg, &courier)
+    })();
+    Loaded {
+        courier,
+        chain,
+        description,
+    }
+}
+
+fn serve(opts: &Options, name: &str) -> ExitCode {
+    let ready_fd = fd3_is_open().then_some(3);
+    let loaded = load(opts, name);
+    let localstatedir = loaded.courier.localstatedir().to_path_buf();
+    let mut serve_opts = ServeOptions {
+        name: name.to_string(),
+        localstatedir,
+        workers: opts.workers.unwrap_or(4),
+        limits: Limits::default(),
+        ready_fd,
+        reminder: None,
+    };
+    let result = match loaded.chain {
+        Ok(chain) => {
+            serve_opts.workers = opts.workers.unwrap_or(chain.settings.workers);
+            log::info!(
+                "{name} starting: {} modules ({}), {} workers",
+                chain.links.len(),
+                loaded.description,
+                serve_opts.workers
+            );
+            daemon::serve(
+                &serve_opts,
+                ChainHandler {
+                    chain,
+                    courier: loaded.courier,
+                },
+            )
+        }
+        Err(errors) => {
+            for e in &errors {
+                log::error!("{name}: configuration error: {e}");
+            }
+            if ready_fd.is_none() {
+                return ExitCode::from(EX_CONFIG);
+            }
+            let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+            log::error!(
+                "{name}: deferring all mail until the configuration is fixed and {name} restarted"
+            );
+            serve_opts.workers = 1;
+            serve_opts.reminder = Some((
+                Duration::from_secs(60),
+                format!("{name}: configuration error, all mail is being deferred: {first}"),
+            ));
+            daemon::serve(&serve_opts, DeferringHandler)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(EX_OSERR)
+        }
+    }
+}
+
+fn check_config(opts: &Options, name: &str) -> ExitCode {
+    let loaded = load(opts, name);
+    match loaded.chain {
+        Ok(chain) => {
+            let names: Vec<&str> = chain.links.iter().map(|l| l.name.as_str()).collect();
+            println!("configuration OK: {}", loaded.description);
+            println!(
+                "chain: {}",
+                if names.is_empty() {
+                    "(empty: every message gets 200 Ok)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// A private temporary directory for `check`'s copies.
+fn temp_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = base.join(format!(
+            "rustfilter-check-{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("cannot create a temporary directory"))
+}
+
+fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitCode {
+    let loaded = load(opts, name);
+    let chain = match loaded.chain {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    // Modules may edit the message and control files: work on copies, never on the queue.
+    let run = || -> std::io::Result<(String, Vec<String>)> {
+        let dir = temp_dir()?;
+        let result = (|| {
+            let copy = |from: &Path, to: &Path| {
+                std::fs::copy(from, to)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))
+            };
+            let data_copy = dir.join("D");
+            copy(data, &data_copy)?;
+            let mut control_copies = Vec::new();
+            for (i, c) in controls.iter().enumerate() {
+                let c_copy = dir.join(format!("C{i}"));
+                copy(c, &c_copy)?;
+                control_copies.push(c_copy);
+            }
+            let mut envelope = Envelope::load(&control_copies)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut message = Message::new(&data_copy);
+            let outcome = chain.run(&loaded.courier, &mut envelope, &mut message);
+            let mut lines = Vec::new();
+            for step in &outcome.steps {
+                let what = match &step.decision {
+                    Decision::Continue => "no decision".to_string(),
+                    Decision::Reply(r) => format!("reply {r:?}"),
+                    Decision::Error { error, reply } => match reply {
+                        Some(r) => format!("error ({error}) -> reply {r:?}"),
+                        None => format!("error ({error}), ignored"),
+                    },
+                    Decision::WouldReply(r) => format!("dry run, would reply {r:?}"),
+                    Decision::Bypassed => "bypassed".to_string(),
+                };
+                lines.push(format!("{}: {what}", step.module));
+            }
+            if std::fs::read(&data_copy)? != std::fs::read(data)? {
+                lines.push("(the message would be rewritten)".to_string());
+            }
+            for (orig, copy) in controls.iter().zip(&control_copies) {
+                let before = std::fs::read(orig)?;
+                let after = std::fs::read(copy)?;
+                if after.len() > before.len() && after.starts_with(&before) {
+                    for rec in String::from_utf8_lossy(&after[before.len()..]).lines() {
+                        lines.push(format!("(would append to {}: {rec})", orig.display()));
+                    }
+                }
+            }
+            Ok((outcome.reply, lines))
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    };
+    match run() {
+        Ok((reply, lines)) => {
+            for l in lines {
+                println!("{l}");
+            }
+            println!("reply: {reply}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("check failed: {e}");
+            ExitCode::from(EX_OSERR)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let (command, opts) = match parse_args(std::env::args_os().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("rustfilter: {e}\n\n{USAGE}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let name = filter_name(&opts);
+    match command {
+        Command::Version => {
+            println!("rustfilter {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let level = log::LevelFilter::Info;
+    if opts.syslog {
+        logging::init_syslog(&name, level);
+    } else {
+        logging::init_stderr(&name, level);
+    }
+    std::panic::set_hook(Box::new(|info| log::error!("internal error: {info}")));
+    match command {
+        Command::Serve => serve(&opts, &name),
+        Command::CheckConfig => check_config(&opts, &name),
+        Command::Check { data, controls } => check(&opts, &name, &data, &controls),
+        Command::Version | Command::Help => ExitCode::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(Command, Options), lexopt::Error> {
+        parse_args(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(&[]).map(|p| p.0).ok(), Some(Command::Serve));
+        assert_eq!(
+            parse(&["check-config"]).map(|p| p.0).ok(),
+            Some(Command::CheckConfig)
+        );
+        assert_eq!(
+            parse(&["check", "--config", "x", "D", "C1", "C2"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Check {
+                data: "D".into(),
+                controls: vec!["C1".into(), "C2".into()]
+            })
+        );
+        assert!(parse(&["check", "D"]).is_err());
+        assert!(parse(&["bogus"]).is_err());
+        assert!(parse(&["--workers", "0"]).is_err());
+        assert!(parse(&["--workers", "x"]).is_err());
+        let (_, o) = parse(&["--name", "rf", "--workers", "2", "--syslog"]).expect("parses");
+        assert_eq!(
+            (o.name.as_deref(), o.workers, o.syslog),
+            (Some("rf"), Some(2), true)
+        );
+    }
+}

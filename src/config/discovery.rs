@@ -14,7 +14,11 @@ impl ConfigPaths {
     /// `/etc`, `/usr/local/etc`, then `sysconfdir`.
     pub fn standard(sysconfdir: &Path) -> ConfigPaths {
         ConfigPaths {
-            dirs: vec![PathBuf::from("/etc"), PathBuf::from("/usr/local/etc"), sysconfdir.to_path_buf()],
+            dirs: vec![
+                PathBuf::from("/etc"),
+                PathBuf::from("/usr/local/etc"),
+                sysconfdir.to_path_buf(),
+            ],
         }
     }
 }

@@ -29,7 +29,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError { file: None, line: None, key: None, message: message.into() }
+        ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: message.into(),
+        }
     }
 
     pub fn at(file: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> ConfigError {

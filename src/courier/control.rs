@@ -17,7 +17,11 @@ pub struct Recipient {
 
 impl Recipient {
     pub fn new(addr: &str, orig: &str, dsn: &str) -> Recipient {
-        Recipient { addr: addr.to_string(), orig: orig.to_string(), dsn: dsn.to_string() }
+        Recipient {
+            addr: addr.to_string(),
+            orig: orig.to_string(),
+            dsn: dsn.to_string(),
+        }
     }
 }
 

@@ -10,7 +10,9 @@ pub struct DatFile {
 
 impl DatFile {
     pub fn new(path: &Path) -> DatFile {
-        DatFile { path: path.to_path_buf() }
+        DatFile {
+            path: path.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> &Path {

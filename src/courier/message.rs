@@ -31,7 +31,9 @@ pub struct Message {
 impl Message {
     /// Nothing is read until a module asks.
     pub fn new(path: &Path) -> Message {
-        Message { path: path.to_path_buf() }
+        Message {
+            path: path.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -1,1 +1,107 @@
-//! The modules, one small file each, and the registry (name → constructor).
+//! The modules, one small file each, and the registry (name → constructor). Names, defaults and
+//! replies are pythonfilter 3.0.6's (spec §7) except where DECISIONS.md says otherwise.
+
+use crate::config::{ConfigError, Section};
+use crate::courier::Courier;
+use crate::filter::Filter;
+
+pub mod debug;
+pub mod deliveredto;
+pub mod fixed_reply;
+pub mod log_aliases;
+pub mod noduplicates;
+pub mod noreceivedheaders;
+pub mod nosuccessdsn;
+pub mod privateaddr;
+pub mod whitelist_auth;
+pub mod whitelist_block;
+pub mod whitelist_relayclients;
+
+/// Builds a module from its config section. It must not open connections or files that a
+/// worker needs (that is `Filter::open`, after fork).
+pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, ConfigError>;
+
+const MODULES: &[(&str, Constructor)] = &[
+    ("debug", debug::build),
+    ("deliveredto", deliveredto::build),
+    ("fixed_reply", fixed_reply::build),
+    ("log_aliases", log_aliases::build),
+    ("noduplicates", noduplicates::build),
+    ("noreceivedheaders", noreceivedheaders::build),
+    ("nosuccessdsn", nosuccessdsn::build),
+    ("privateaddr", privateaddr::build),
+    ("whitelist_auth", whitelist_auth::build),
+    ("whitelist_block", whitelist_block::build),
+    ("whitelist_relayclients", whitelist_relayclients::build),
+];
+
+/// Every module name pythonfilter 3.0.6 has.
+pub const REFERENCE_MODULES: &[&str] = &[
+    "add_signature",
+    "attachments",
+    "auto_whitelist",
+    "clamav",
+    "comeagain",
+    "debug",
+    "deliveredto",
+    "dialback",
+    "greylist",
+    "localsenders",
+    "log_aliases",
+    "noduplicates",
+    "noreceivedheaders",
+    "nosuccessdsn",
+    "privateaddr",
+    "quota",
+    "ratelimit",
+    "ratelimitauth",
+    "sentfolder",
+    "spamassassin",
+    "spfcheck",
+    "whitelist_auth",
+    "whitelist_block",
+    "whitelist_dnswl",
+    "whitelist_relayclients",
+    "whitelist_spf",
+];
+
+/// Sections read by the framework and libraries rather than by a module.
+const LIBRARY_SECTIONS: &[&str] = &["rustfilter", "ttldb", "quarantine", "authdaemon", "dns"];
+
+pub fn constructor(name: &str) -> Option<Constructor> {
+    MODULES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}
+
+/// Names of the modules this build has.
+pub fn available() -> impl Iterator<Item = &'static str> {
+    MODULES.iter().map(|(n, _)| *n)
+}
+
+pub fn is_reference_module(name: &str) -> bool {
+    REFERENCE_MODULES.contains(&name)
+}
+
+pub fn is_library_section(name: &str) -> bool {
+    LIBRARY_SECTIONS.contains(&name)
+}
+
+/// Why a chain entry names no module of this build.
+pub fn unavailable_reason(name: &str) -> String {
+    if is_reference_module(name) {
+        format!(
+            "pythonfilter module '{name}' is not available in rustfilter {} yet",
+            env!("CARGO_PKG_VERSION")
+        )
+    } else {
+        let known: Vec<&str> = available().collect();
+        format!("unknown module '{name}' (available: {})", known.join(", "))
+    }
+}
+
+/// The init log line (spec §7.0), written once when the chain is built.
+pub(crate) fn initialized(name: &str) {
+    log::debug!("Initialized the \"{name}\" filter");
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
