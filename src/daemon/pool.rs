@@ -168,6 +168,8 @@ struct Master<'a, H: Handler> {
     /// fd 3 while still open.
     ready_fd: Option<RawFd>,
     ready_deadline: Instant,
+    /// Every worker reported ready once (or the deadline passed): fd 3 is closed.
+    started: bool,
     watch_stdin: bool,
     /// pid → start time.
     workers: HashMap<libc::pid_t, Instant>,
@@ -201,6 +203,7 @@ impl<'a, H: Handler> Master<'a, H> {
             ready_buf: Vec::new(),
             ready_fd: opts.ready_fd,
             ready_deadline: now + READY_TIMEOUT,
+            started: false,
             watch_stdin: stdin_is_watchable(),
             workers: HashMap::new(),
             ready: HashSet::new(),
@@ -295,7 +298,7 @@ impl<'a, H: Handler> Master<'a, H> {
         if self.to_spawn > 0 {
             consider(self.spawn_at);
         }
-        if self.ready_fd.is_some() {
+        if !self.started {
             consider(self.ready_deadline);
         }
         match next {
@@ -412,9 +415,9 @@ impl<'a, H: Handler> Master<'a, H> {
 
     /// Close fd 3 once every worker can accept (or the readiness deadline has passed).
     fn check_readiness(&mut self) {
-        let Some(fd) = self.ready_fd else {
+        if self.started {
             return;
-        };
+        }
         let wanted = self.opts.workers.max(1);
         let all_ready = self.ready.len() >= wanted;
         if !all_ready && Instant::now() < self.ready_deadline {
@@ -434,9 +437,11 @@ impl<'a, H: Handler> Master<'a, H> {
                 READY_TIMEOUT.as_secs()
             );
         }
-        // SAFETY: fd 3 was handed to us for exactly this; nothing else uses it.
-        unsafe { libc::close(fd) };
-        self.ready_fd = None;
+        if let Some(fd) = self.ready_fd.take() {
+            // SAFETY: fd 3 was handed to us for exactly this; nothing else uses it.
+            unsafe { libc::close(fd) };
+        }
+        self.started = true;
     }
 
     fn socket_path(&self) -> String {
@@ -762,6 +767,15 @@ mod tests {
 
     impl Daemon {
         fn start(workers: usize, fail_init: bool) -> Daemon {
+            Daemon::start_with(workers, fail_init, None)
+        }
+
+        /// stderr goes to `<dir>/log`.
+        fn start_with(
+            workers: usize,
+            fail_init: bool,
+            reminder: Option<(Duration, String)>,
+        ) -> Daemon {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("allfilters")).unwrap();
             std::fs::create_dir(dir.path().join("filters")).unwrap();
@@ -774,8 +788,9 @@ mod tests {
                     ..Limits::default()
                 },
                 ready_fd: None,
-                reminder: None,
+                reminder,
             };
+            let log = std::fs::File::create(dir.path().join("log")).unwrap();
             let fail_init = fail_init.then(|| dir.path().join("inits"));
             let (stdin_rd, stdin_wr) = pipe(libc::O_CLOEXEC).unwrap();
             let (ready_rd, ready_wr) = pipe(libc::O_CLOEXEC).unwrap();
@@ -791,6 +806,7 @@ mod tests {
             if pid == 0 {
                 unsafe {
                     libc::dup2(stdin_rd.as_raw_fd(), 0);
+                    libc::dup2(log.as_raw_fd(), 2);
                     libc::close(stdin_wr.as_raw_fd());
                     libc::close(ready_rd.as_raw_fd());
                 }
@@ -804,7 +820,7 @@ mod tests {
                 };
                 unsafe { libc::_exit(code) };
             }
-            drop((stdin_rd, ready_wr));
+            drop((stdin_rd, ready_wr, log));
             Daemon {
                 pid,
                 dir,
@@ -815,6 +831,21 @@ mod tests {
 
         fn socket(&self) -> PathBuf {
             self.dir.path().join("allfilters/rf")
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        }
+
+        fn wait_log(&self, needle: &str, within: Duration) -> bool {
+            let deadline = Instant::now() + within;
+            while !self.log().contains(needle) {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
         }
 
         /// Wait for EOF on the readiness pipe.
@@ -940,6 +971,16 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(1900));
         assert_eq!(d.workers(), workers);
         assert!(send(&sock, "/x/D2").starts_with("200 "));
+        let log = d.log();
+        for why in [
+            "empty data file path",
+            "request names no control file",
+            "connection closed after 12 bytes",
+            "request line longer than 4096 bytes",
+            "request not complete after 2 s (0 bytes received)",
+        ] {
+            assert!(log.contains(why), "{why:?} not in {log}");
+        }
 
         // A killed worker is replaced.
         unsafe { libc::kill(workers[0], libc::SIGKILL) };
@@ -951,6 +992,8 @@ mod tests {
         }
         assert_eq!(now.len(), 2, "{now:?}");
         assert!(!now.contains(&workers[0]));
+        let died = format!("rf: worker {} killed by signal 9\n", workers[0]);
+        assert!(d.wait_log(&died, Duration::from_secs(5)), "{}", d.log());
         for _ in 0..4 {
             assert!(send(&sock, "/x/D3").starts_with("200 "));
         }
@@ -1013,5 +1056,21 @@ mod tests {
         assert!((3..=7).contains(&n), "{n} starts");
         // Never ready, but a stop request still works (and closes the readiness pipe).
         assert!(d.wait_ready(Duration::from_secs(1)));
+        assert!(
+            d.log()
+                .contains("rf: workers keep dying; next start in 0.4 s")
+        );
+    }
+
+    #[test]
+    fn the_reminder_is_logged_periodically() {
+        let reminder = (Duration::from_millis(300), "rf: still broken".to_string());
+        let mut d = Daemon::start_with(1, false, Some(reminder));
+        assert!(d.wait_ready(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(1100));
+        drop(d.stdin.take());
+        assert!(d.wait_exit(Duration::from_secs(10)).is_some());
+        let n = d.log().matches("rf: still broken\n").count();
+        assert!((2..=4).contains(&n), "{n} reminders:\n{}", d.log());
     }
 }
