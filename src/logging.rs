@@ -17,19 +17,28 @@ pub fn init_stderr(name: &str, level: log::LevelFilter) {
 /// Log to syslog (facility mail) with ident `name`. Falls back to stderr when there is no
 /// syslog socket, saying so.
 pub fn init_syslog(name: &str, level: log::LevelFilter) {
+    match syslog_logger(name, None) {
+        Ok(logger) => install(Box::new(logger), level),
+        Err(e) => {
+            install(Box::new(StderrLogger), level);
+            log::warn!("{name}: cannot log to syslog ({e}); logging to stderr instead");
+        }
+    }
+}
+
+/// A syslog logger (facility mail, ident `name`) on the system socket or on `socket`.
+fn syslog_logger(name: &str, socket: Option<&std::path::Path>) -> syslog::Result<SyslogLogger> {
     let formatter = Formatter3164 {
         facility: Facility::LOG_MAIL,
         hostname: None,
         process: name.to_string(),
         pid: std::process::id(),
     };
-    match syslog::unix(formatter) {
-        Ok(logger) => install(Box::new(SyslogLogger(Mutex::new(logger))), level),
-        Err(e) => {
-            install(Box::new(StderrLogger), level);
-            log::warn!("{name}: cannot log to syslog ({e}); logging to stderr instead");
-        }
-    }
+    let logger = match socket {
+        None => syslog::unix(formatter)?,
+        Some(path) => syslog::unix_custom(formatter, path)?,
+    };
+    Ok(SyslogLogger(Mutex::new(logger)))
 }
 
 fn install(logger: Box<dyn Log>, level: LevelFilter) {
@@ -68,10 +77,9 @@ impl Log for StderrLogger {
         metadata.level() <= log::max_level()
     }
 
+    // The log macros have already compared the level with log::max_level().
     fn log(&self, record: &Record) {
-        if self.enabled(record.metadata()) {
-            write_stderr(&render(record));
-        }
+        write_stderr(&render(record));
     }
 
     fn flush(&self) {}
@@ -85,9 +93,6 @@ impl Log for SyslogLogger {
     }
 
     fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
         let message = record.args().to_string();
         let mut logger = match self.0.lock() {
             Ok(l) => l,
@@ -124,6 +129,38 @@ mod tests {
         let args = format_args!("line one\nline two");
         let record = Record::builder().args(args).level(Level::Warn).build();
         assert_eq!(render(&record), b"line one\nline two\n");
+    }
+
+    #[test]
+    fn syslog_records_are_one_datagram_each_with_facility_mail_and_our_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let sink = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sink.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let logger = syslog_logger("rf", Some(&path)).unwrap();
+        // As if the logger were made in the master before the fork.
+        logger.0.lock().unwrap().formatter.pid = 1;
+        let args = format_args!("two\nlines");
+        logger.log(&Record::builder().args(args).level(Level::Error).build());
+        let args = format_args!("info");
+        logger.log(&Record::builder().args(args).level(Level::Info).build());
+        let mut buf = [0u8; 1024];
+        let mut next = || {
+            let n = sink.recv(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let pid = std::process::id();
+        // mail = 2: err 2*8+3, info 2*8+6.
+        let first = next();
+        assert!(first.starts_with("<19>"), "{first}");
+        assert!(
+            first.ends_with(&format!(" rf[{pid}]: two\nlines")),
+            "{first}"
+        );
+        let second = next();
+        assert!(second.starts_with("<22>"), "{second}");
+        assert!(second.ends_with(&format!(" rf[{pid}]: info")), "{second}");
     }
 
     #[test]
