@@ -178,7 +178,7 @@ struct Master<'a, H: Handler> {
     spawn_at: Instant,
     quick_deaths: u32,
     next_reminder: Option<Instant>,
-    stopping: Option<&'static str>,
+    stopping: bool,
     master_pid: libc::pid_t,
 }
 
@@ -211,7 +211,7 @@ impl<'a, H: Handler> Master<'a, H> {
             spawn_at: now,
             quick_deaths: 0,
             next_reminder: opts.reminder.as_ref().map(|(every, _)| now + *every),
-            stopping: None,
+            stopping: false,
             // SAFETY: getpid cannot fail.
             master_pid: unsafe { libc::getpid() },
         })
@@ -246,7 +246,7 @@ impl<'a, H: Handler> Master<'a, H> {
             self.spawn_worker()?;
             self.to_spawn -= 1;
         }
-        while self.stopping.is_none() {
+        while !self.stopping {
             let mut fds = vec![
                 libc::pollfd {
                     fd: self.self_pipe.0.as_raw_fd(),
@@ -281,7 +281,7 @@ impl<'a, H: Handler> Master<'a, H> {
             if self.watch_stdin && fds.len() > 2 && fds[2].revents != 0 {
                 self.read_stdin();
             }
-            if self.stopping.is_some() {
+            if self.stopping {
                 break;
             }
             self.respawn_due();
@@ -325,9 +325,9 @@ impl<'a, H: Handler> Master<'a, H> {
     }
 
     fn stop(&mut self, why: &'static str) {
-        if self.stopping.is_none() {
+        if !self.stopping {
             log::info!("{}: {why}, shutting down", self.name());
-            self.stopping = Some(why);
+            self.stopping = true;
         }
     }
 
@@ -360,7 +360,7 @@ impl<'a, H: Handler> Master<'a, H> {
                 continue;
             };
             self.ready.remove(&pid);
-            if self.stopping.is_some() {
+            if self.stopping {
                 if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
                     log::warn!("{}: worker {pid} {}", self.name(), describe_status(status));
                 }
@@ -557,6 +557,7 @@ impl<'a, H: Handler> Master<'a, H> {
             socket.unlink();
             // Dropping it closes the master's copy of the listener.
         }
+        self.stopping = true;
         self.to_spawn = 0;
         if let Some(fd) = self.ready_fd.take() {
             // SAFETY: see check_readiness.
@@ -565,9 +566,6 @@ impl<'a, H: Handler> Master<'a, H> {
         for &pid in self.workers.keys() {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        if self.stopping.is_none() {
-            self.stopping = Some("error");
         }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while !self.workers.is_empty() {
@@ -720,7 +718,7 @@ mod tests {
         assert_eq!(describe_status(9), "killed by signal 9");
     }
 
-    /// Answers `200 <worker pid> <data path>`; `…/slow` takes 1.5 s; `…/multi` is a
+    /// Answers `200 <worker pid> <data path>`; `…/slow` takes 1.5 s, `…/hang` 60 s; `…/multi` is a
     /// two-line reply; with `fail_init`, worker_init fails and appends a line to that file.
     struct TestHandler {
         pid: u32,
@@ -748,6 +746,9 @@ mod tests {
             let data = request.data_path.to_string_lossy().into_owned();
             if data.ends_with("/slow") {
                 std::thread::sleep(Duration::from_millis(1500));
+            }
+            if data.ends_with("/hang") {
+                std::thread::sleep(Duration::from_secs(60));
             }
             if data.ends_with("/multi") {
                 return "550 first\nsecond".into();
@@ -909,7 +910,7 @@ mod tests {
     /// Send `request`, then (with `half_close`) signal EOF; the reply is what comes back.
     fn send_raw(socket: &Path, request: &[u8], half_close: bool) -> String {
         let mut s = UnixStream::connect(socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         // The daemon may close (even reset) a connection before reading all of a bad request.
         let _ = s.write_all(request);
         if half_close {
@@ -1041,6 +1042,30 @@ mod tests {
         assert!(reply.ends_with(" /x/queued"), "{reply:?}");
         let status = d.wait_exit(Duration::from_secs(10)).expect("did not exit");
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
+    fn a_worker_still_busy_after_10_s_is_killed() {
+        let mut d = Daemon::start(1, false);
+        assert!(d.wait_ready(Duration::from_secs(10)));
+        let sock = d.socket();
+        let hung = std::thread::spawn(move || send(&sock, "/x/hang"));
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        unsafe { libc::kill(d.pid, libc::SIGTERM) };
+        let status = d.wait_exit(Duration::from_secs(15)).expect("did not exit");
+        let took = start.elapsed();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert!(
+            took >= Duration::from_millis(9900) && took < Duration::from_secs(12),
+            "{took:?}"
+        );
+        assert_eq!(hung.join().unwrap(), "");
+        assert!(
+            d.log().contains("still busy after 10 s; killing it"),
+            "{}",
+            d.log()
+        );
     }
 
     #[test]
