@@ -280,7 +280,7 @@ fn message(token: &str, extra_headers: &str) -> String {
     )
 }
 
-/// Home directory of `user`, from /etc/passwd.
+/// uid, gid and home directory of `user`, from /etc/passwd.
 fn passwd_entry(user: &str) -> Option<(u32, u32, PathBuf)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
