@@ -65,7 +65,7 @@ fn parse_args(
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<(Command, Options), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_iter(args);
+    let mut parser = lexopt::Parser::from_args(args);
     let mut opts = Options::default();
     let mut subcommand: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();

@@ -3,9 +3,15 @@
 //! files (one `write` per edit) and update the in-memory view, so later modules and the reject
 //! log see them.
 
-use std::io;
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::watch::{read_bounded, with_path};
 
 /// One recipient: `r` (address), `R` (original recipient / ORCPT), `N` (DSN flags).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,18 +46,176 @@ impl std::fmt::Display for ControlError {
 
 impl std::error::Error for ControlError {}
 
+/// The largest control file we read. Courier's are a few KiB even with 100 recipients.
+pub const MAX_CONTROL_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The text of the `I` record written when a module removes a recipient.
+const REMOVED_INFO: &str = "R 250 Ok - Removed by rustfilter";
+
+/// One recipient group (`r` … `N`) of one file, numbered as Courier numbers them.
+#[derive(Debug, Clone)]
+struct RecipientEntry {
+    index: usize,
+    rcpt: Recipient,
+}
+
+/// One control file, parsed.
+#[derive(Debug, Clone, Default)]
+struct ControlFile {
+    /// Every record: letter and decoded value.
+    records: Vec<(u8, String)>,
+    /// Every recipient group, including those with an empty `r` (they take an index).
+    recipients: Vec<RecipientEntry>,
+    /// Indexes marked complete by `S<n>` / `F<n>`.
+    done: BTreeSet<usize>,
+    /// The `r`/`R`/`N` values of a group not yet closed by `N`.
+    pending: Recipient,
+}
+
+impl ControlFile {
+    fn parse(path: &Path, data: &[u8]) -> ControlFile {
+        let mut file = ControlFile::default();
+        for line in data.split(|&b| b == b'\n') {
+            let Some((&letter, rest)) = line.split_first() else {
+                continue;
+            };
+            file.push_record(path, letter, decode_value(rest));
+        }
+        for n in &file.done {
+            if !file.recipients.iter().any(|r| r.index == *n) {
+                log::warn!(
+                    "control file {}: delivery record for recipient #{n}, which does not exist",
+                    path.display()
+                );
+            }
+        }
+        file
+    }
+
+    fn next_index(&self) -> usize {
+        self.recipients.len()
+    }
+
+    /// Add one record to the in-memory view, with the reader's recipient logic.
+    fn push_record(&mut self, path: &Path, letter: u8, value: String) {
+        match letter {
+            b'r' => self.pending.addr = value.clone(),
+            b'R' => self.pending.orig = value.clone(),
+            b'N' => {
+                let mut rcpt = std::mem::take(&mut self.pending);
+                rcpt.dsn = value.clone();
+                let index = self.next_index();
+                self.recipients.push(RecipientEntry { index, rcpt });
+            }
+            b'S' | b'F' => {
+                let number = value.split(' ').next().unwrap_or_default();
+                match number.parse::<usize>() {
+                    Ok(n) => {
+                        self.done.insert(n);
+                    }
+                    Err(_) => log::warn!(
+                        "control file {}: bad delivery record {:?}",
+                        path.display(),
+                        format!("{}{value}", letter as char)
+                    ),
+                }
+            }
+            _ => {}
+        }
+        self.records.push((letter, value));
+    }
+
+    fn undelivered(&self) -> impl Iterator<Item = &RecipientEntry> {
+        self.recipients
+            .iter()
+            .filter(|r| !r.rcpt.addr.is_empty() && !self.done.contains(&r.index))
+    }
+}
+
+/// The scalar fields of the first control file plus the undelivered recipients: the reference's
+/// `get_control_data` map (spec §4.4), one field per key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ControlData {
+    /// `s`
+    pub sender: String,
+    /// `f`
+    pub senders_mta: String,
+    /// `e` (DSN ENVID)
+    pub envid: Option<String>,
+    /// `M`
+    pub message_id: Option<String>,
+    /// `i`
+    pub auth_user: Option<String>,
+    /// `t` (DSN RET)
+    pub dsn_ret: Option<String>,
+    /// `E`
+    pub expires: Option<String>,
+    /// `p`
+    pub fax_expires: Option<String>,
+    /// `W`
+    pub warn_time: Option<String>,
+    /// `v`
+    pub vhost: Option<String>,
+    /// `X`
+    pub cancelled: Option<String>,
+    /// `U`
+    pub security: String,
+    /// `u`
+    pub source: Option<String>,
+    /// `w`
+    pub warned: bool,
+    /// `8`
+    pub eight_bit: bool,
+    /// `m`
+    pub eight_bit_headers: bool,
+    /// `V`
+    pub verp: bool,
+    /// `T`
+    pub suppress_backscatter: bool,
+    /// `r`: undelivered recipients of all files.
+    pub recipients: Vec<Recipient>,
+}
+
 /// The envelope of one message: every record of every control file, in order.
 #[derive(Debug)]
 pub struct Envelope {
     paths: Vec<PathBuf>,
+    files: Vec<ControlFile>,
+    client_ip: Option<IpAddr>,
 }
 
 impl Envelope {
     /// Read and parse the control files (bounded in size; a file that is missing, unreadable
     /// or too large is an error).
     pub fn load(paths: &[PathBuf]) -> Result<Envelope, ControlError> {
-        let _ = paths;
-        todo!("courier/control.rs")
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let data =
+                read_bounded(path, MAX_CONTROL_FILE_BYTES).map_err(|error| ControlError {
+                    path: path.clone(),
+                    error,
+                })?;
+            files.push(ControlFile::parse(path, &data));
+        }
+        let mut envelope = Envelope {
+            paths: paths.to_vec(),
+            files,
+            client_ip: None,
+        };
+        envelope.client_ip = envelope.find_client_ip();
+        Ok(envelope)
+    }
+
+    fn find_client_ip(&self) -> Option<IpAddr> {
+        let value = self
+            .values(b'O')
+            .into_iter()
+            .find_map(|v| v.strip_prefix("TCPREMOTEIP="))?;
+        let parsed = parse_client_ip(value);
+        if parsed.is_none() {
+            log::warn!("malformed TCPREMOTEIP {value:?} in the control file; treated as absent");
+        }
+        parsed
     }
 
     pub fn paths(&self) -> &[PathBuf] {
@@ -60,16 +224,22 @@ impl Envelope {
 
     /// Decoded values of every record with this letter, across all files in order.
     pub fn values(&self, letter: u8) -> Vec<&str> {
-        let _ = letter;
-        todo!("courier/control.rs")
+        self.files
+            .iter()
+            .flat_map(|f| f.records.iter())
+            .filter(|(l, _)| *l == letter)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The first value with this letter.
     pub fn first(&self, letter: u8) -> Option<&str> {
-        let _ = letter;
-        todo!("courier/control.rs")
+        self.files
+            .iter()
+            .flat_map(|f| f.records.iter())
+            .find(|(l, _)| *l == letter)
+            .map(|(_, v)| v.as_str())
     }
-
     /// Envelope sender (`s`); `None` when there is no `s` record, `Some("")` for a null sender.
     pub fn sender(&self) -> Option<&str> {
         self.first(b's')
@@ -93,39 +263,175 @@ impl Envelope {
     /// The client address from the first `OTCPREMOTEIP=` record, IPv4-mapped IPv6 turned into
     /// IPv4. `None` without the record, and for a malformed value (logged once, at load).
     pub fn client_ip(&self) -> Option<IpAddr> {
-        todo!("courier/control.rs")
+        self.client_ip
     }
 
     /// Undelivered recipients across all files, in order.
     pub fn recipients(&self) -> Vec<Recipient> {
-        todo!("courier/control.rs")
+        self.files
+            .iter()
+            .flat_map(|f| f.undelivered())
+            .map(|r| r.rcpt.clone())
+            .collect()
+    }
+
+    /// The reference's `get_control_data`: scalar fields from the first file (the last
+    /// occurrence of a letter wins), flags set when the letter occurs at all, and the
+    /// undelivered recipients of all files.
+    pub fn control_data(&self) -> ControlData {
+        let mut data = ControlData::default();
+        if let Some(first) = self.files.first() {
+            for (letter, value) in &first.records {
+                let v = || Some(value.clone());
+                match letter {
+                    b's' => data.sender = value.clone(),
+                    b'f' => data.senders_mta = value.clone(),
+                    b'e' => data.envid = v(),
+                    b'M' => data.message_id = v(),
+                    b'i' => data.auth_user = v(),
+                    b't' => data.dsn_ret = v(),
+                    b'E' => data.expires = v(),
+                    b'p' => data.fax_expires = v(),
+                    b'W' => data.warn_time = v(),
+                    b'v' => data.vhost = v(),
+                    b'X' => data.cancelled = v(),
+                    b'U' => data.security = value.clone(),
+                    b'u' => data.source = v(),
+                    b'w' => data.warned = true,
+                    b'8' => data.eight_bit = true,
+                    b'm' => data.eight_bit_headers = true,
+                    b'V' => data.verp = true,
+                    b'T' => data.suppress_backscatter = true,
+                    _ => {}
+                }
+            }
+        }
+        data.recipients = self.recipients();
+        data
     }
 
     /// Append a recipient (`r`, `R`, `N`) to the last control file.
     pub fn add_recipient(&mut self, rcpt: &Recipient) -> io::Result<()> {
-        let _ = rcpt;
-        todo!("courier/control.rs")
+        for field in [&rcpt.addr, &rcpt.orig, &rcpt.dsn] {
+            if field.contains(['\n', '\r', '\0']) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("recipient field {field:?} contains a line break or NUL"),
+                ));
+            }
+        }
+        let (Some(path), Some(file)) = (self.paths.last(), self.files.last_mut()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no control file to add to",
+            ));
+        };
+        let text = format!("r{}\nR{}\nN{}\n", rcpt.addr, rcpt.orig, rcpt.dsn);
+        append_records(path, text.as_bytes())?;
+        // A group left open at the end of the file is overwritten by ours, as a reader sees it.
+        file.pending = Recipient::default();
+        for line in text.lines() {
+            let (letter, value) = line.split_at(1);
+            file.push_record(path, letter.as_bytes()[0], decode_value(value.as_bytes()));
+        }
+        Ok(())
     }
 
     /// Mark the first undelivered recipient equal to `rcpt` (all three fields) as delivered
     /// (`I<n> R 250 Ok - Removed by …` + `S<n> <time>` in its file). Returns whether one was found.
     pub fn remove_recipient(&mut self, rcpt: &Recipient) -> io::Result<bool> {
-        let _ = rcpt;
-        todo!("courier/control.rs")
+        self.remove_first(|r| r == rcpt)
     }
 
     /// Like `remove_recipient`, matching the address only.
     pub fn remove_recipient_addr(&mut self, addr: &str) -> io::Result<bool> {
-        let _ = addr;
-        todo!("courier/control.rs")
+        self.remove_first(|r| r.addr == addr)
+    }
+
+    fn remove_first(&mut self, matches: impl Fn(&Recipient) -> bool) -> io::Result<bool> {
+        let found = self.files.iter().enumerate().find_map(|(i, f)| {
+            f.undelivered()
+                .find(|r| matches(&r.rcpt))
+                .map(|r| (i, r.index))
+        });
+        let Some((file_index, n)) = found else {
+            return Ok(false);
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let text = format!("I{n} {REMOVED_INFO}\nS{n} {now}\n");
+        let path = &self.paths[file_index];
+        append_records(path, text.as_bytes())?;
+        let file = &mut self.files[file_index];
+        for line in text.lines() {
+            let (letter, value) = line.split_at(1);
+            file.push_record(path, letter.as_bytes()[0], decode_value(value.as_bytes()));
+        }
+        Ok(true)
+    }
+}
+
+/// Append complete records with one `write` on an `O_APPEND` descriptor, after a `\n` if the
+/// file does not end with one (so the first new record starts on its own line).
+fn append_records(path: &Path, records: &[u8]) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| with_path(path, e))?;
+    let len = file.metadata().map_err(|e| with_path(path, e))?.len();
+    let mut buf = Vec::with_capacity(records.len() + 1);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)
+            .map_err(|e| with_path(path, e))?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    buf.extend_from_slice(records);
+    (&file).write_all(&buf).map_err(|e| with_path(path, e))
+}
+
+/// `TCPREMOTEIP`'s value as an address: blanks stripped, an IPv6 `%zone` dropped, an
+/// IPv4-mapped IPv6 address turned into IPv4.
+pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
+    let value = value.trim();
+    let without_zone = value.split_once('%').map_or(value, |(addr, _)| addr);
+    match without_zone.parse::<IpAddr>().ok()? {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => Some(IpAddr::V6(v6)),
+        },
+        v4 => Some(v4),
     }
 }
 
 /// The reference's value decoding: strip ASCII whitespace, then UTF-8, else
 /// `(malformed utf8):` + quote_plus-style escaping with `@` kept.
 pub fn decode_value(raw: &[u8]) -> String {
-    let _ = raw;
-    todo!("courier/control.rs")
+    // Python's bytes.strip(): space, \t, \n, \r, \v, \f.
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = raw.iter().position(|b| !blank(b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| !blank(b)).map_or(start, |p| p + 1);
+    let raw = &raw[start..end];
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            let mut out = String::from("(malformed utf8):");
+            for &b in raw {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' | b'@' => {
+                        out.push(b as char)
+                    }
+                    b' ' => out.push('+'),
+                    _ => out.push_str(&format!("%{b:02X}")),
+                }
+            }
+            out
+        }
+    }
 }
 
 /// Resolve a request path as the reference does: relative paths live under `L/tmp/`.
@@ -134,5 +440,292 @@ pub fn resolve_spool_path(localstatedir: &Path, path: &str) -> PathBuf {
         PathBuf::from(path)
     } else {
         localstatedir.join("tmp").join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, data).unwrap();
+        p
+    }
+
+    #[test]
+    fn decode_value_rules() {
+        assert_eq!(
+            decode_value(b"  plain@example.org \r\n"),
+            "plain@example.org"
+        );
+        assert_eq!(decode_value(b"\x0b\x0cx\x0b"), "x");
+        assert_eq!(decode_value(b""), "");
+        assert_eq!(decode_value("gr\u{fc}n@x".as_bytes()), "gr\u{fc}n@x");
+        assert_eq!(
+            decode_value(b"t\xEBst-is\xF6-8859@ascension.private.dragonsdawn.net"),
+            "(malformed utf8):t%EBst-is%F6-8859@ascension.private.dragonsdawn.net"
+        );
+        assert_eq!(decode_value(b" \xff@x "), "(malformed utf8):%FF@x");
+        assert_eq!(
+            decode_value(b"a b_c.d-e~f+g/h%\xfe"),
+            "(malformed utf8):a+b_c.d-e~f%2Bg%2Fh%25%FE"
+        );
+    }
+
+    #[test]
+    fn client_ip_parsing() {
+        assert_eq!(
+            parse_client_ip("::ffff:10.1.10.163"),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 1, 10, 163)))
+        );
+        assert_eq!(
+            parse_client_ip("2001:DB8:0:0:0:0:0:1"),
+            Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)))
+        );
+        assert_eq!(
+            parse_client_ip("2001:DB8:0:0:0:0:0:1").unwrap().to_string(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            parse_client_ip(" 127.0.0.1 "),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(parse_client_ip("fe80::1%eth0"), "fe80::1".parse().ok());
+        assert_eq!(parse_client_ip("::1").unwrap().to_string(), "::1");
+        assert_eq!(parse_client_ip("010.1.1.1"), None);
+        assert_eq!(parse_client_ip("garbage"), None);
+        assert_eq!(parse_client_ip(""), None);
+    }
+
+    #[test]
+    fn getters_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a",
+            b"sone@x\nfdns; a\nOFOO=1\nOTCPREMOTEIP=::ffff:192.0.2.1\nie2e\n",
+        );
+        let b = write(dir.path(), "b", b"stwo@x\nOTCPREMOTEIP=192.0.2.9\nMid\n");
+        let env = Envelope::load(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(env.paths(), [a, b]);
+        assert_eq!(env.values(b's'), ["one@x", "two@x"]);
+        assert_eq!(env.first(b's'), Some("one@x"));
+        assert_eq!(env.sender(), Some("one@x"));
+        assert_eq!(env.senders_mta(), Some("dns; a"));
+        assert_eq!(env.auth_user(), Some("e2e"));
+        assert_eq!(env.message_id(), Some("id"));
+        assert_eq!(env.first(b'X'), None);
+        assert_eq!(
+            env.client_ip(),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+    }
+
+    #[test]
+    fn null_sender_and_missing_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a",
+            b"s\nOTCPREMOTEIP=not-an-ip\nOTCPREMOTEIP=1.2.3.4\n",
+        );
+        let env = Envelope::load(&[a]).unwrap();
+        assert_eq!(env.sender(), Some(""));
+        assert_eq!(env.auth_user(), None);
+        // the first TCPREMOTEIP counts; malformed means none
+        assert_eq!(env.client_ip(), None);
+        let b = write(dir.path(), "b", b"ulocal\n");
+        assert_eq!(Envelope::load(&[b]).unwrap().client_ip(), None);
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = Envelope::load(std::slice::from_ref(&missing)).unwrap_err();
+        assert_eq!(err.path, missing);
+        assert!(err.to_string().contains("missing"));
+
+        let big = dir.path().join("big");
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(MAX_CONTROL_FILE_BYTES + 1).unwrap();
+        assert!(Envelope::load(&[big]).is_err());
+    }
+
+    #[test]
+    fn recipient_numbering_counts_empty_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        // group 0 has an empty r; group 1 is b; S1 marks b done, S0 the empty one
+        let a = write(
+            dir.path(),
+            "a",
+            b"r\nR\nN\nrb@x\nR\nN\nrc@x\nRrfc822;c@x\nNF\nS1 123 r\nS0 1\n",
+        );
+        let env = Envelope::load(&[a]).unwrap();
+        assert_eq!(env.recipients(), [Recipient::new("c@x", "rfc822;c@x", "F")]);
+    }
+
+    #[test]
+    fn unknown_and_bad_delivery_indexes_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", b"ra@x\nR\nN\nS7 1\nFx\nS\nF0\n");
+        let env = Envelope::load(&[a]).unwrap();
+        // F0 marks a (failure is also completion)
+        assert!(env.recipients().is_empty());
+        let b = write(dir.path(), "b", b"ra@x\nR\nN\nS7 1\n");
+        assert_eq!(
+            Envelope::load(&[b]).unwrap().recipients(),
+            [Recipient::new("a@x", "", "")]
+        );
+    }
+
+    #[test]
+    fn file_without_final_newline_and_open_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", b"ra@x\nR\nN\nrdangling@x");
+        let mut env = Envelope::load(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(env.recipients(), [Recipient::new("a@x", "", "")]);
+        env.add_recipient(&Recipient::new("new@x", "", "N"))
+            .unwrap();
+        let text = fs::read(&a).unwrap();
+        assert_eq!(text, b"ra@x\nR\nN\nrdangling@x\nrnew@x\nR\nNN\n");
+        let expect = [
+            Recipient::new("a@x", "", ""),
+            Recipient::new("new@x", "", "N"),
+        ];
+        assert_eq!(env.recipients(), expect);
+        // a fresh read sees the same
+        assert_eq!(
+            Envelope::load(std::slice::from_ref(&a))
+                .unwrap()
+                .recipients(),
+            expect
+        );
+        // and the new one can be removed with the right index (1)
+        assert!(env.remove_recipient_addr("new@x").unwrap());
+        let reread = Envelope::load(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(reread.recipients(), [Recipient::new("a@x", "", "")]);
+        assert_eq!(env.recipients(), reread.recipients());
+        assert!(reread.values(b'S').iter().any(|v| v.starts_with("1 ")));
+    }
+
+    #[test]
+    fn add_goes_to_the_last_file_remove_to_the_holding_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", b"sx@y\nra@x\nR\nN\nrb@x\nR\nN\n");
+        let b = write(dir.path(), "b", b"rc@x\nR\nN\n");
+        let paths = [a.clone(), b.clone()];
+        let mut env = Envelope::load(&paths).unwrap();
+        env.add_recipient(&Recipient::new("d@x", "rfc822;d@x", ""))
+            .unwrap();
+        assert_eq!(fs::read(&b).unwrap(), b"rc@x\nR\nN\nrd@x\nRrfc822;d@x\nN\n");
+        assert!(env.remove_recipient_addr("b@x").unwrap());
+        let a_text = String::from_utf8(fs::read(&a).unwrap()).unwrap();
+        let tail: Vec<&str> = a_text.lines().skip(7).collect();
+        assert_eq!(tail[0], "I1 R 250 Ok - Removed by rustfilter");
+        let (s, secs) = tail[1].split_once(' ').unwrap();
+        assert_eq!(s, "S1");
+        assert!(secs.parse::<u64>().unwrap() > 1_600_000_000);
+        assert_eq!(tail.len(), 2);
+        // d is index 1 of file b
+        assert!(
+            env.remove_recipient(&Recipient::new("d@x", "rfc822;d@x", ""))
+                .unwrap()
+        );
+        assert!(
+            String::from_utf8(fs::read(&b).unwrap())
+                .unwrap()
+                .contains("\nI1 R 250")
+        );
+        assert!(
+            !env.remove_recipient(&Recipient::new("d@x", "rfc822;d@x", ""))
+                .unwrap()
+        );
+        assert!(!env.remove_recipient_addr("nobody@x").unwrap());
+        let expect = [Recipient::new("a@x", "", ""), Recipient::new("c@x", "", "")];
+        assert_eq!(env.recipients(), expect);
+        assert_eq!(Envelope::load(&paths).unwrap().recipients(), expect);
+    }
+
+    #[test]
+    fn remove_matches_all_fields_first_undelivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", b"ra@x\nR\nN\nra@x\nRrfc822;o@x\nN\n");
+        let mut env = Envelope::load(std::slice::from_ref(&a)).unwrap();
+        assert!(
+            !env.remove_recipient(&Recipient::new("a@x", "rfc822;o@x", "N"))
+                .unwrap()
+        );
+        assert!(
+            env.remove_recipient(&Recipient::new("a@x", "rfc822;o@x", ""))
+                .unwrap()
+        );
+        assert_eq!(env.recipients(), [Recipient::new("a@x", "", "")]);
+        assert!(
+            String::from_utf8(fs::read(&a).unwrap())
+                .unwrap()
+                .contains("I1 R 250")
+        );
+    }
+
+    #[test]
+    fn add_rejects_line_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", b"ra@x\nR\nN\n");
+        let mut env = Envelope::load(std::slice::from_ref(&a)).unwrap();
+        let err = env
+            .add_recipient(&Recipient::new("x@y\nS0 1", "", ""))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            env.add_recipient(&Recipient::new("x@y", "a\rb", ""))
+                .is_err()
+        );
+        assert_eq!(fs::read(&a).unwrap(), b"ra@x\nR\nN\n");
+    }
+
+    #[test]
+    fn add_without_files_is_an_error() {
+        let mut env = Envelope::load(&[]).unwrap();
+        assert!(env.add_recipient(&Recipient::new("a@x", "", "")).is_err());
+        assert!(env.recipients().is_empty());
+        assert_eq!(env.control_data(), ControlData::default());
+    }
+
+    #[test]
+    fn control_data_first_file_last_wins_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a",
+            b"sa@x\nsb@x\n8\nVyes\nUnone\nt\nra@x\nR\nN\n",
+        );
+        let b = write(dir.path(), "b", b"sc@x\nw\nie2e\nrb@x\nR\nN\n");
+        let env = Envelope::load(&[a, b]).unwrap();
+        let d = env.control_data();
+        assert_eq!(d.sender, "b@x");
+        assert!(d.eight_bit && d.verp);
+        assert!(!d.warned && !d.eight_bit_headers && !d.suppress_backscatter);
+        assert_eq!(d.security, "none");
+        assert_eq!(d.dsn_ret.as_deref(), Some(""));
+        assert_eq!(d.envid, None);
+        assert_eq!(d.auth_user, None);
+        assert_eq!(
+            d.recipients,
+            [Recipient::new("a@x", "", ""), Recipient::new("b@x", "", "")]
+        );
+    }
+
+    #[test]
+    fn resolve_relative_paths() {
+        let l = Path::new("/var/lib/courier");
+        assert_eq!(
+            resolve_spool_path(l, "sub/D1"),
+            PathBuf::from("/var/lib/courier/tmp/sub/D1")
+        );
+        assert_eq!(resolve_spool_path(l, "/abs/C1"), PathBuf::from("/abs/C1"));
     }
 }

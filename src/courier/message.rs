@@ -3,8 +3,17 @@
 //! endings follow the file's own; the new content is complete in a temporary file before the
 //! spool file is touched; the spool file keeps its inode (copy back, then fsync).
 
-use std::io;
+use std::cell::OnceCell;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::watch::{read_bounded, with_path};
+
+/// The largest message body we read into memory.
+pub const MAX_MESSAGE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// One header field as it appears in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +29,127 @@ impl HeaderField<'_> {
     /// The value with leading blanks after the colon and the final CR/LF removed, folding kept
     /// (what the reference's modules compare).
     pub fn value(&self) -> String {
-        todo!("courier/message.rs")
+        let mut v = self.raw_value;
+        while let [b' ' | b'\t', rest @ ..] = v {
+            v = rest;
+        }
+        if let [rest @ .., b'\n'] = v {
+            v = rest;
+        }
+        if let [rest @ .., b'\r'] = v {
+            v = rest;
+        }
+        String::from_utf8_lossy(v).into_owned()
     }
+}
+
+/// Where one header field lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FieldSpan {
+    /// Start of the field (its name).
+    start: usize,
+    /// End of the name (before any blanks and the colon).
+    name_end: usize,
+    /// Just after the colon.
+    value_start: usize,
+    /// Just after the field's last line ending (or the end of the file).
+    end: usize,
+}
+
+/// Whether `name` is a field name: printable ASCII without the colon (RFC 5322 `ftext`).
+fn is_field_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b':')
+}
+
+/// The header fields of `data`, in order. The header block ends at the first empty line (LF or
+/// CRLF), at a line that is neither a field nor a continuation, or at the end of the file.
+fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
+    let mut spans: Vec<FieldSpan> = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let line_end = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |p| pos + p + 1);
+        let line = &data[pos..line_end];
+        if line == b"\n" || line == b"\r\n" {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            // A continuation line belongs to the field before it; without one, the header
+            // block is over.
+            match spans.last_mut() {
+                Some(field) => field.end = line_end,
+                None => break,
+            }
+        } else {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                break;
+            };
+            let mut name_len = colon;
+            while name_len > 0 && matches!(line[name_len - 1], b' ' | b'\t') {
+                name_len -= 1;
+            }
+            if !is_field_name(&line[..name_len]) {
+                break;
+            }
+            spans.push(FieldSpan {
+                start: pos,
+                name_end: pos + name_len,
+                value_start: pos + colon + 1,
+                end: line_end,
+            });
+        }
+        pos = line_end;
+    }
+    spans
+}
+
+/// Makes temporary file names unique within the process.
+static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Create a new file beside `path` (same directory, so the copy back never crosses file
+/// systems), exclusively, mode 0600.
+fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last_error = None;
+    for _ in 0..16 {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let temp = dir.join(format!(
+            ".{base}.rustfilter.{}.{n}.{nanos}",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+            Err(e) => return Err(with_path(&temp, e)),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("cannot create a temporary file")))
 }
 
 pub struct Message {
     path: PathBuf,
+    data: OnceCell<Vec<u8>>,
+    parsed: OnceCell<mail_parser::Message<'static>>,
 }
 
 impl Message {
@@ -33,6 +157,8 @@ impl Message {
     pub fn new(path: &Path) -> Message {
         Message {
             path: path.to_path_buf(),
+            data: OnceCell::new(),
+            parsed: OnceCell::new(),
         }
     }
 
@@ -42,36 +168,294 @@ impl Message {
 
     /// The whole file (read once, bounded).
     pub fn bytes(&self) -> io::Result<&[u8]> {
-        todo!("courier/message.rs")
+        if let Some(data) = self.data.get() {
+            return Ok(data);
+        }
+        let data =
+            read_bounded(&self.path, MAX_MESSAGE_BYTES).map_err(|e| with_path(&self.path, e))?;
+        Ok(self.data.get_or_init(|| data))
     }
 
     /// The header fields in order. Header names are matched case-insensitively by callers.
     pub fn headers(&self) -> io::Result<Vec<HeaderField<'_>>> {
-        todo!("courier/message.rs")
+        let data = self.bytes()?;
+        Ok(field_spans(data)
+            .into_iter()
+            .map(|s| HeaderField {
+                // field_spans only accepts ASCII names
+                name: std::str::from_utf8(&data[s.start..s.name_end]).unwrap_or_default(),
+                raw_value: &data[s.value_start..s.end],
+            })
+            .collect())
     }
 
     /// Values (see [`HeaderField::value`]) of every header with this name, case-insensitive.
     pub fn header_values(&self, name: &str) -> io::Result<Vec<String>> {
-        let _ = name;
-        todo!("courier/message.rs")
+        Ok(self
+            .headers()?
+            .into_iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value())
+            .collect())
     }
 
     /// The MIME structure, parsed once (mail-parser) on first use.
     pub fn parsed(&self) -> io::Result<&mail_parser::Message<'_>> {
-        todo!("courier/message.rs")
+        if let Some(parsed) = self.parsed.get() {
+            return Ok(parsed);
+        }
+        let data = self.bytes()?;
+        let parsed = mail_parser::MessageParser::default()
+            .parse(data)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: cannot parse the message", self.path.display()),
+                )
+            })?;
+        Ok(self.parsed.get_or_init(|| parsed.into_owned()))
     }
 
     /// Remove every header with this name (case-insensitive) and write the file back.
     /// Returns how many were removed; nothing is written when none was present.
     pub fn remove_headers(&mut self, name: &str) -> io::Result<usize> {
-        let _ = name;
-        todo!("courier/message.rs")
+        let data = self.bytes()?;
+        let doomed: Vec<FieldSpan> = field_spans(data)
+            .into_iter()
+            .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut new = Vec::with_capacity(data.len());
+        let mut pos = 0;
+        for span in &doomed {
+            new.extend_from_slice(&data[pos..span.start]);
+            pos = span.end;
+        }
+        new.extend_from_slice(&data[pos..]);
+        self.replace(new)?;
+        Ok(doomed.len())
     }
 
     /// Replace the file's content with `new` (temp file complete first, inode kept, fsync),
-    /// and make later reads see it.
-    pub fn replace(&mut self, new: Vec<u8>) -> io::Result<()> {
-        let _ = new;
-        todo!("courier/message.rs")
+    /// and make later reads see it. A result that does not end with `\n` gets one (the
+    /// reference's rule, so Courier's own appends start on a new line).
+    pub fn replace(&mut self, mut new: Vec<u8>) -> io::Result<()> {
+        if new.last() != Some(&b'\n') {
+            new.push(b'\n');
+        }
+        // Opened first: if the spool file cannot be written, nothing has been touched.
+        let spool = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| with_path(&self.path, e))?;
+
+        let (temp_path, mut temp) = create_temp_beside(&self.path)?;
+        let staged = temp.write_all(&new).and_then(|()| temp.sync_all());
+        drop(temp);
+        if let Err(e) = staged {
+            let _ = fs::remove_file(&temp_path);
+            return Err(with_path(&temp_path, e));
+        }
+
+        // Copy back over the spool file in place: Courier names queue files after the inode.
+        let copied = spool
+            .write_all_at(&new, 0)
+            .and_then(|()| spool.set_len(new.len() as u64))
+            .and_then(|()| spool.sync_all());
+        if let Err(e) = copied {
+            // The spool file may now be incomplete; the temp file holds the full new content.
+            self.data = OnceCell::new();
+            self.parsed = OnceCell::new();
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: rewrite failed ({e}); the complete new content is in {}",
+                    self.path.display(),
+                    temp_path.display()
+                ),
+            ));
+        }
+        if let Err(e) = fs::remove_file(&temp_path) {
+            log::warn!("cannot remove {}: {e}", temp_path.display());
+        }
+        self.parsed = OnceCell::new();
+        self.data = OnceCell::from(new);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn message_with(data: &[u8]) -> (tempfile::TempDir, Message) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("D12345");
+        fs::write(&path, data).unwrap();
+        let m = Message::new(&path);
+        (dir, m)
+    }
+
+    fn names(m: &Message) -> Vec<String> {
+        m.headers()
+            .unwrap()
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn header_block_lf_and_crlf() {
+        let (_d, m) = message_with(b"A: 1\nB:\t two\n  folded\nC:3\n\nD: body\n");
+        assert_eq!(names(&m), ["A", "B", "C"]);
+        let h = m.headers().unwrap();
+        assert_eq!(h[1].raw_value, b"\t two\n  folded\n");
+        assert_eq!(h[1].value(), "two\n  folded");
+        assert_eq!(h[2].value(), "3");
+
+        let (_d, m) = message_with(b"A: 1\r\nB: 2\r\n\tx\r\n\r\nC: body\r\n");
+        assert_eq!(names(&m), ["A", "B"]);
+        assert_eq!(m.headers().unwrap()[1].value(), "2\r\n\tx");
+        assert_eq!(m.headers().unwrap()[0].raw_value, b" 1\r\n");
+    }
+
+    #[test]
+    fn header_block_ends_at_a_line_without_colon() {
+        let (_d, m) = message_with(b"A: 1\nnot a header\nB: 2\n");
+        assert_eq!(names(&m), ["A"]);
+        let (_d, m) = message_with(b" leading continuation\nA: 1\n");
+        assert!(m.headers().unwrap().is_empty());
+        let (_d, m) = message_with(b"\nA: 1\n");
+        assert!(m.headers().unwrap().is_empty());
+        let (_d, m) = message_with(b"");
+        assert!(m.headers().unwrap().is_empty());
+        // no empty line, no final newline: everything is header
+        let (_d, m) = message_with(b"A: 1\nB: 2");
+        assert_eq!(names(&m), ["A", "B"]);
+        assert_eq!(m.headers().unwrap()[1].value(), "2");
+        // obsolete blank before the colon
+        let (_d, m) = message_with(b"Subject : hi\n\n");
+        assert_eq!(names(&m), ["Subject"]);
+        assert_eq!(m.header_values("subject").unwrap(), ["hi"]);
+    }
+
+    #[test]
+    fn header_values_case_insensitive() {
+        let (_d, m) = message_with(b"Received: a\nreceived: b\nX: c\n\nReceived: body\n");
+        assert_eq!(m.header_values("RECEIVED").unwrap(), ["a", "b"]);
+        assert!(m.header_values("Missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Message::new(&dir.path().join("Dnope"));
+        let err = m.bytes().unwrap_err();
+        assert!(err.to_string().contains("Dnope"));
+        assert!(m.headers().is_err());
+        assert!(m.parsed().is_err());
+    }
+
+    #[test]
+    fn reads_once() {
+        let (_d, m) = message_with(b"A: 1\n\nbody\n");
+        assert_eq!(m.bytes().unwrap(), b"A: 1\n\nbody\n");
+        fs::write(m.path(), b"changed").unwrap();
+        assert_eq!(m.bytes().unwrap(), b"A: 1\n\nbody\n");
+    }
+
+    #[test]
+    fn parsed_once() {
+        let (_d, m) = message_with(b"Subject: hello\nContent-Type: text/plain\n\nbody\n");
+        let p = m.parsed().unwrap();
+        assert_eq!(p.subject(), Some("hello"));
+        let again = m.parsed().unwrap();
+        assert!(std::ptr::eq(p, again));
+    }
+
+    #[test]
+    fn remove_headers_preserves_everything_else() {
+        let data = b"Received: one\r\n\tfolded\r\nX: y\r\nreceived: two\r\nSubject: s\r\n\r\nReceived: in body\r\n";
+        let (_d, mut m) = message_with(data);
+        let ino = fs::metadata(m.path()).unwrap().ino();
+        assert_eq!(m.remove_headers("RECEIVED").unwrap(), 2);
+        let expect = b"X: y\r\nSubject: s\r\n\r\nReceived: in body\r\n";
+        assert_eq!(fs::read(m.path()).unwrap(), expect);
+        assert_eq!(m.bytes().unwrap(), expect);
+        assert_eq!(fs::metadata(m.path()).unwrap().ino(), ino);
+        assert_eq!(m.remove_headers("Received").unwrap(), 0);
+    }
+
+    #[test]
+    fn remove_nothing_writes_nothing() {
+        let (_d, mut m) = message_with(b"A: 1\n\nno newline");
+        let before = fs::metadata(m.path()).unwrap();
+        assert_eq!(m.remove_headers("B").unwrap(), 0);
+        assert_eq!(fs::read(m.path()).unwrap(), b"A: 1\n\nno newline");
+        assert_eq!(
+            fs::metadata(m.path()).unwrap().mtime_nsec(),
+            before.mtime_nsec()
+        );
+    }
+
+    #[test]
+    fn replace_keeps_inode_adds_newline_and_cleans_up() {
+        let (dir, mut m) =
+            message_with(b"Subject: old\n\nold body that is longer than the new one\n");
+        let ino = fs::metadata(m.path()).unwrap().ino();
+        assert_eq!(m.parsed().unwrap().subject(), Some("old"));
+        m.replace(b"Subject: x\n\nno newline at end".to_vec())
+            .unwrap();
+        assert_eq!(
+            fs::read(m.path()).unwrap(),
+            b"Subject: x\n\nno newline at end\n"
+        );
+        assert_eq!(fs::metadata(m.path()).unwrap().ino(), ino);
+        assert_eq!(m.bytes().unwrap(), b"Subject: x\n\nno newline at end\n");
+        assert_eq!(m.parsed().unwrap().subject(), Some("x"));
+        assert_eq!(m.header_values("subject").unwrap(), ["x"]);
+        // no temp file left behind
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1);
+
+        m.replace(Vec::new()).unwrap();
+        assert_eq!(fs::read(m.path()).unwrap(), b"\n");
+    }
+
+    #[test]
+    fn replace_fails_cleanly_when_the_spool_file_is_gone() {
+        let (dir, mut m) = message_with(b"A: 1\n\n");
+        fs::remove_file(m.path()).unwrap();
+        assert!(m.replace(b"B: 2\n\n".to_vec()).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn replace_leaves_the_spool_file_alone_when_no_temp_file_can_be_made() {
+        // A 250-byte file name is valid, but the temp name beside it is too long (even for
+        // root), so staging fails before the spool file is touched.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("D".repeat(250));
+        fs::write(&spool, b"A: 1\n\n").unwrap();
+        let mut m = Message::new(&spool);
+        assert!(m.replace(b"B: 2\n\n".to_vec()).is_err());
+        assert_eq!(fs::read(&spool).unwrap(), b"A: 1\n\n");
+        assert_eq!(m.bytes().unwrap(), b"A: 1\n\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("D1");
+        let (a, _fa) = create_temp_beside(&p).unwrap();
+        let (b, _fb) = create_temp_beside(&p).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(dir.path()));
+        let mode = fs::metadata(&a).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

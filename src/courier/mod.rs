@@ -7,6 +7,7 @@ pub mod control;
 pub mod dat;
 pub mod message;
 pub mod paths;
+mod watch;
 
 pub use config::Courier;
 pub use paths::{CourierPaths, PathOverrides};

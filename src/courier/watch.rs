@@ -1,0 +1,166 @@
+//! Files that are re-read only when they change on disk: one `stat` per lookup, and the cached
+//! value is kept while the file's identity (device, inode, size, mtime, ctime) stays the same.
+//! Administrators edit `locals`, `defaultdomain`, … in place or replace them; both change the
+//! identity, so an edit takes effect without a restart.
+
+use std::cell::RefCell;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// What identifies one version of a file. Both an in-place edit (size/mtime/ctime) and a
+/// replacement by rename (inode) change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    pub(crate) fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Attach the path to an I/O error, keeping its kind.
+pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {}", path.display(), e))
+}
+
+/// Read at most `limit` bytes of `path`; a longer file is an error.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut data = Vec::new();
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(data)
+}
+
+/// Small configuration files (`locals`, `me`, …) are never near this.
+const CONFIG_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// A configuration file parsed into `T`, re-parsed when it changes. A missing file is `None`.
+pub(crate) struct WatchedFile<T> {
+    path: PathBuf,
+    parse: fn(&[u8]) -> T,
+    cache: RefCell<Option<(FileId, Rc<T>)>>,
+}
+
+impl<T> WatchedFile<T> {
+    pub(crate) fn new(path: PathBuf, parse: fn(&[u8]) -> T) -> WatchedFile<T> {
+        WatchedFile {
+            path,
+            parse,
+            cache: RefCell::new(None),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed content, `Ok(None)` when the file does not exist; other errors name the path.
+    pub(crate) fn get(&self) -> io::Result<Option<Rc<T>>> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.cache.replace(None);
+                return Ok(None);
+            }
+            Err(e) => return Err(with_path(&self.path, e)),
+        };
+        let id = FileId::of(&meta);
+        if let Some((cached_id, value)) = &*self.cache.borrow()
+            && *cached_id == id
+        {
+            return Ok(Some(Rc::clone(value)));
+        }
+        // The identity is taken before reading: if the file changes while we read, the next
+        // lookup sees a different identity and reads it again.
+        let data = match read_bounded(&self.path, CONFIG_FILE_LIMIT) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.cache.replace(None);
+                return Ok(None);
+            }
+            Err(e) => return Err(with_path(&self.path, e)),
+        };
+        let value = Rc::new((self.parse)(&data));
+        self.cache.replace(Some((id, Rc::clone(&value))));
+        Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse_len(data: &[u8]) -> usize {
+        data.len()
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = WatchedFile::new(dir.path().join("nope"), parse_len);
+        assert!(w.get().unwrap().is_none());
+    }
+
+    #[test]
+    fn reread_after_in_place_edit_and_after_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"abc").unwrap();
+        let w = WatchedFile::new(path.clone(), parse_len);
+        assert_eq!(*w.get().unwrap().unwrap(), 3);
+        // unchanged: the cached value is returned
+        assert_eq!(*w.get().unwrap().unwrap(), 3);
+
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"de").unwrap();
+        drop(f);
+        assert_eq!(*w.get().unwrap().unwrap(), 5);
+
+        let tmp = dir.path().join("f.tmp");
+        fs::write(&tmp, b"x").unwrap();
+        fs::rename(&tmp, &path).unwrap();
+        assert_eq!(*w.get().unwrap().unwrap(), 1);
+
+        fs::remove_file(&path).unwrap();
+        assert!(w.get().unwrap().is_none());
+    }
+
+    #[test]
+    fn read_bounded_rejects_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        fs::write(&path, vec![b'a'; 11]).unwrap();
+        assert!(read_bounded(&path, 10).is_err());
+        assert_eq!(read_bounded(&path, 11).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn directory_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = WatchedFile::new(dir.path().to_path_buf(), parse_len);
+        let err = w.get().unwrap_err();
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+    }
+}
