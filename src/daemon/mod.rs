@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use wire::{Limits, Request};
+pub use wire::{Limits, Request, RequestError};
 
 /// Answers requests. Built in the master (config already validated); each worker calls
 /// `worker_init` once after fork, then `handle` for every connection it accepts.
@@ -54,6 +54,5 @@ impl std::error::Error for DaemonError {}
 /// Create the socket, fork the workers, signal readiness, supervise until stdin EOF or
 /// SIGTERM/SIGINT, then unlink the socket, let in-flight messages finish (≤ 10 s) and return.
 pub fn serve<H: Handler>(opts: &ServeOptions, handler: H) -> Result<(), DaemonError> {
-    let _ = (opts, handler);
-    todo!("daemon/pool.rs")
+    pool::run(opts, handler)
 }

@@ -1,0 +1,53 @@
+#!/bin/bash
+# Install what `make test` needs and is missing; do nothing when all is present.
+#
+#   Debian packages: courier-mta (the real MTA for tests/courier_e2e.rs), and a C
+#   toolchain (cc) for linking when none is on PATH.
+#   Rust components: rustfmt and clippy (`make check`).
+#
+# Needs root only when something has to be installed. Safe to re-run.
+set -euo pipefail
+
+say() { echo "install-deps: $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+missing=()
+dpkg -s courier-mta >/dev/null 2>&1 || missing+=(courier-mta)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
+    # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
+    # on port 25 with its default configuration. Only ours is removed afterwards.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# temporary, from rustfilter tests/services/install-deps.sh\nexit 101\n' > "$policy"
+        chmod 0755 "$policy"
+        created_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
+    say "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q -o DPkg::Lock::Timeout=600 update \
+        || die "apt-get update failed"
+    apt-get -q -y -o DPkg::Lock::Timeout=600 --no-install-recommends install "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+    if [ -n "$created_policy" ]; then rm -f "$policy"; trap - EXIT; fi
+    dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
+fi
+
+# rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
+# this file too, and need no Rust).
+if [ "${INSTALL_DEPS_RUST:-1}" = 1 ] && command -v cargo >/dev/null 2>&1; then
+    comps=()
+    cargo fmt --version >/dev/null 2>&1 || comps+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || comps+=(clippy)
+    if [ ${#comps[@]} -gt 0 ]; then
+        command -v rustup >/dev/null 2>&1 || die "cargo lacks ${comps[*]} and rustup is not on PATH to add them"
+        say "adding rust components: ${comps[*]}"
+        rustup component add "${comps[@]}" || die "rustup component add ${comps[*]} failed"
+    fi
+fi
+exit 0
