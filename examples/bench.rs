@@ -896,3 +896,83 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
     }
     met
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> std::result::Result<Options, String> {
+        Options::parse(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn options_parse_lists_and_reject_nonsense() {
+        let o = opts(&[
+            "--concurrency",
+            "4,2",
+            "--messages",
+            "10",
+            "--servers",
+            "floor,light",
+        ])
+        .expect("valid options");
+        assert_eq!(o.concurrency, vec![4, 2]);
+        assert_eq!(o.messages, 10);
+        assert_eq!(o.servers, vec![Server::Floor, Server::Light]);
+        assert!(opts(&["--messages", "0"]).is_err());
+        assert!(opts(&["--concurrency", "8,x"]).is_err());
+        assert!(opts(&["--servers", "nginx"]).is_err());
+        assert!(opts(&["--frobnicate", "1"]).is_err());
+    }
+
+    #[test]
+    fn bench_messages_look_like_courier_spool_files() {
+        for i in [0, 3, 7, 499] {
+            let (data, control) = bench_message(i);
+            let data = String::from_utf8(data).expect("utf-8");
+            let control = String::from_utf8(control).expect("utf-8");
+            assert!(data.starts_with("Received: from "));
+            assert!((1000..1300).contains(&data.len()), "{}", data.len());
+            assert!(data.contains("\n\n"));
+            let letters: String = control.lines().map(|l| &l[..1]).collect();
+            assert!(letters.starts_with("sfetMrRN"), "{letters}");
+            assert!(letters.ends_with("OuEpW"), "{letters}");
+            // Steady-state traffic: nothing for noduplicates or nosuccessdsn to change.
+            let rcpts: Vec<&str> = control.lines().filter(|l| l.starts_with('r')).collect();
+            let mut unique = rcpts.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(rcpts.len(), unique.len());
+            assert!(
+                !control
+                    .lines()
+                    .any(|l| l.starts_with('N') && l.contains('S'))
+            );
+        }
+    }
+
+    #[test]
+    fn medians_and_replies() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+        assert_eq!(trim_reply(b"200 Ok\n"), b"200 Ok");
+        assert_eq!(trim_reply(b"200 Ok"), b"200 Ok");
+    }
+
+    #[test]
+    fn floor_answers_like_a_filter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lsd = dir.path();
+        fs::create_dir_all(lsd.join("tmp/1")).expect("mkdir");
+        fs::write(lsd.join("tmp/1/C"), b"sa@b\n").expect("write");
+        let (mut client, mut server) = UnixStream::pair().expect("pair");
+        client
+            .write_all(b"/nonexistent/D\n1/C\n\n")
+            .expect("write request");
+        let mut buf = Vec::new();
+        floor_handle(&mut server, lsd, &mut buf).expect("relative control path resolved");
+        client.write_all(b"D\n/nonexistent/C\n\n").expect("write");
+        assert!(floor_handle(&mut server, lsd, &mut buf).is_err());
+    }
+}

@@ -530,3 +530,62 @@ fn run() -> Result<usize> {
     drop(scratch);
     Ok(problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_in_the_manifest_has_its_files() {
+        let dir = project_dir().join("tests/data/demo");
+        let samples = load_manifest(&dir.join("messages.txt")).expect("manifest parses");
+        assert!(samples.len() >= 7);
+        for s in &samples {
+            assert!(dir.join(format!("{}.data", s.name)).is_file(), "{}", s.name);
+            assert!(
+                dir.join(format!("{}.control", s.name)).is_file(),
+                "{}",
+                s.name
+            );
+            assert!(!s.says.is_empty(), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn manifest_errors_name_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.txt");
+        fs::write(&path, "says: orphan\n").expect("write");
+        let e = load_manifest(&path).unwrap_err();
+        assert!(e.contains("m.txt:1"), "{e}");
+        fs::write(&path, "message: x\nexpect: 200\nchanges: sometimes\n").expect("write");
+        assert!(load_manifest(&path).is_err());
+        fs::write(&path, "message: x\nexpect: 200\n").expect("write");
+        assert!(load_manifest(&path).unwrap_err().contains("changes"));
+    }
+
+    #[test]
+    fn removed_header_lines_are_listed_in_order() {
+        let before = "Received: a\n  b\nFrom: x\n\nbody\n";
+        let after = "From: x\n\nbody\n";
+        assert_eq!(line_changes(before, after), vec!["- Received: a", "-   b"]);
+        assert_eq!(line_changes("a\nc\n", "a\nb\nc\n"), vec!["+ b".to_string()]);
+        assert!(line_changes("same\n", "same\n").is_empty());
+    }
+
+    #[test]
+    fn envelope_summary_shows_orcpt_notify_and_auth() {
+        let control = "sa@x\nrb@y\nRrfc822;c@y\nNSF\nie2e\n";
+        assert_eq!(
+            envelope_summary(control),
+            "from <a@x> to <b@y> (ORCPT c@y) (NOTIFY=SUCCESS,FAILURE), authenticated as 'e2e'"
+        );
+    }
+
+    #[test]
+    fn appended_records_are_explained() {
+        assert!(explain_record("I1 R 250 Ok").contains("recipient 1"));
+        assert!(explain_record("NF").contains("NOTIFY=FAILURE"));
+        assert_eq!(explain_record("Zsomething"), "");
+    }
+}

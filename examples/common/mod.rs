@@ -644,3 +644,52 @@ pub fn mode_of(path: &Path) -> Option<u32> {
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_is_paths_then_an_empty_line() {
+        let m = SpoolMessage {
+            data: "/q/tmp/1/D1".into(),
+            controls: vec!["/q/tmp/1/C1".into(), "/q/tmp/1/C2".into()],
+        };
+        assert_eq!(m.request(), b"/q/tmp/1/D1\n/q/tmp/1/C1\n/q/tmp/1/C2\n\n");
+    }
+
+    #[test]
+    fn proc_readings_of_this_process() {
+        let me = std::process::id();
+        assert!(process_alive(me));
+        assert!(peak_rss_kib(me).expect("VmHWM") > 0);
+        let cpu = tree_cpu(me).expect("stat");
+        assert!(cpu.best() <= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn launcher_waits_for_fd3_and_stops_on_stdin_eof() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        // A stand-in daemon: says hello, closes fd 3 (ready), exits at stdin EOF.
+        let script = "echo started; exec 3>&-; cat >/dev/null; echo bye";
+        let args: Vec<OsString> = vec!["-c".into(), script.into()];
+        let mut d = Daemon::start(Path::new("/bin/sh"), &args, &log, Duration::from_secs(10))
+            .expect("ready");
+        let (status, _) = d.stop(Duration::from_secs(10)).expect("stops");
+        assert!(status.success());
+        assert_eq!(d.log_text(), "started\nbye\n");
+    }
+
+    #[test]
+    fn launcher_reports_a_daemon_that_dies_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let args: Vec<OsString> = vec!["-c".into(), "echo broken config >&2; exit 78".into()];
+        let e = Daemon::start(Path::new("/bin/sh"), &args, &log, Duration::from_secs(10))
+            .err()
+            .expect("start fails");
+        assert!(e.contains("exited during start-up"), "{e}");
+        assert!(e.contains("broken config"), "{e}");
+    }
+}
