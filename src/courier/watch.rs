@@ -39,17 +39,52 @@ pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
 }
 
 /// Read at most `limit` bytes of `path`; a longer file is an error.
+///
+/// A regular file is read with the size `fstat` reports: one buffer of that size, filled by as
+/// few `read`s as the kernel needs (one for spool and config files), and no extra `read` to
+/// find EOF. Spool files do not change while a filter runs; a config file that grows while it
+/// is read changes its identity, so [`WatchedFile`] reads it again on the next lookup. Anything
+/// else (pipes, `/proc` files reporting size 0, directories) is read to EOF, bounded.
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let size = meta.len();
+    if !meta.is_file() || size == 0 {
+        return read_to_eof_bounded(file, limit);
+    }
+    if size > limit {
+        return Err(too_large(limit, Some(size)));
+    }
+    let size = usize::try_from(size).map_err(|_| too_large(limit, Some(size)))?;
+    let mut data = vec![0u8; size];
+    let mut filled = 0;
+    while filled < size {
+        match (&file).read(&mut data[filled..]) {
+            Ok(0) => break, // shrank since fstat: what is there is the content
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(filled);
+    Ok(data)
+}
+
+fn read_to_eof_bounded(file: File, limit: u64) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
-    file.take(limit + 1).read_to_end(&mut data)?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes"),
-        ));
+        return Err(too_large(limit, None));
     }
     Ok(data)
+}
+
+fn too_large(limit: u64, size: Option<u64>) -> io::Error {
+    let text = match size {
+        Some(size) => format!("larger than {limit} bytes ({size} bytes)"),
+        None => format!("larger than {limit} bytes"),
+    };
+    io::Error::new(io::ErrorKind::InvalidData, text)
 }
 
 /// Small configuration files (`locals`, `me`, …) are never near this.
@@ -152,8 +187,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         fs::write(&path, vec![b'a'; 11]).unwrap();
-        assert!(read_bounded(&path, 10).is_err());
-        assert_eq!(read_bounded(&path, 11).unwrap().len(), 11);
+        let err = read_bounded(&path, 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "larger than 10 bytes (11 bytes)");
+        assert_eq!(read_bounded(&path, 11).unwrap(), vec![b'a'; 11]);
+    }
+
+    #[test]
+    fn read_bounded_reads_whole_files_and_empty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &content).unwrap();
+        assert_eq!(read_bounded(&path, 1 << 20).unwrap(), content);
+        fs::write(&path, b"").unwrap();
+        assert_eq!(read_bounded(&path, 10).unwrap(), b"");
+        let err = read_bounded(&dir.path().join("nope"), 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn read_bounded_reads_files_without_a_size_to_eof_and_bounded() {
+        // /proc files report size 0; a pipe has no size at all.
+        let limits = read_bounded(Path::new("/proc/self/limits"), 1 << 20).unwrap();
+        assert!(limits.starts_with(b"Limit"), "{limits:?}");
+        let err = read_bounded(Path::new("/proc/self/limits"), 10).unwrap_err();
+        assert_eq!(err.to_string(), "larger than 10 bytes");
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::write(fifo, b"through a pipe").unwrap())
+        };
+        assert_eq!(read_bounded(&fifo, 100).unwrap(), b"through a pipe");
+        writer.join().unwrap();
     }
 
     #[test]
