@@ -211,7 +211,11 @@ impl Chain {
         envelope: &mut Envelope,
         message: &mut Message,
     ) -> Outcome {
-        let start_cpu = thread_cpu_time();
+        // CPU readings (a real system call each): one before the first module and one after
+        // each module that runs; a module's time is the difference between consecutive
+        // readings, the total is the last minus the first.
+        let first_cpu = (!self.links.is_empty()).then(thread_cpu_time);
+        let mut last_cpu = first_cpu.unwrap_or_default();
         let deadline = Instant::now() + self.settings.message_timeout;
         let mut bypassed: HashSet<&str> = HashSet::new();
         let mut reply: Option<(String, &str)> = None;
@@ -234,7 +238,6 @@ impl Chain {
                 reply = Some((TIMEOUT_REPLY.to_string(), link.name.as_str()));
                 break;
             }
-            let before = thread_cpu_time();
             let mut ctx = Context {
                 courier,
                 envelope: &mut *envelope,
@@ -242,7 +245,9 @@ impl Chain {
                 deadline,
             };
             let result = catch_unwind(AssertUnwindSafe(|| link.filter.check(&mut ctx)));
-            let cpu = thread_cpu_time().saturating_sub(before);
+            let now_cpu = thread_cpu_time();
+            let cpu = now_cpu.saturating_sub(last_cpu);
+            last_cpu = now_cpu;
             let result = match result {
                 Ok(r) => r,
                 Err(panic) => Err(FilterError::new(format!("panic: {}", panic_text(&panic)))),
@@ -306,7 +311,7 @@ impl Chain {
             reply,
             decided_by,
             steps,
-            total_cpu: thread_cpu_time().saturating_sub(start_cpu),
+            total_cpu: first_cpu.map_or(Duration::ZERO, |first| last_cpu.saturating_sub(first)),
         }
     }
 
@@ -380,18 +385,55 @@ fn build_link(
 /// `CPU TIME ACCOUNTING: <M> processed with <t> seconds: (<mod>(<t>) …)`; only modules that ran
 /// are listed.
 pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
-    let modules: Vec<String> = outcome
+    let mut line = String::with_capacity(96 + 32 * outcome.steps.len());
+    line.push_str("CPU TIME ACCOUNTING: ");
+    line.push_str(message_id.unwrap_or("None"));
+    line.push_str(" processed with ");
+    push_seconds(&mut line, outcome.total_cpu);
+    line.push_str(" seconds: (");
+    let mut first = true;
+    for step in outcome
         .steps
         .iter()
         .filter(|s| s.decision != Decision::Bypassed)
-        .map(|s| format!("{}({:.6})", s.module, s.cpu.as_secs_f64()))
-        .collect();
-    format!(
-        "CPU TIME ACCOUNTING: {} processed with {:.6} seconds: ({})",
-        message_id.unwrap_or("None"),
-        outcome.total_cpu.as_secs_f64(),
-        modules.join(" ")
-    )
+    {
+        if !first {
+            line.push(' ');
+        }
+        first = false;
+        line.push_str(&step.module);
+        line.push('(');
+        push_seconds(&mut line, step.cpu);
+        line.push(')');
+    }
+    line.push(')');
+    line
+}
+
+/// Seconds with 6 decimals, rounded to the nearest microsecond (what `{:.6}` of the f64 gives),
+/// without float formatting on every message.
+fn push_seconds(out: &mut String, d: Duration) {
+    let mut secs = d.as_secs();
+    let mut micros = (d.subsec_nanos() + 500) / 1000;
+    if micros == 1_000_000 {
+        secs += 1;
+        micros = 0;
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (secs % 10) as u8;
+        secs /= 10;
+        if secs == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&b| char::from(b)));
+    out.push('.');
+    for scale in [100_000, 10_000, 1_000, 100, 10, 1] {
+        out.push(char::from(b'0' + (micros / scale % 10) as u8));
+    }
 }
 
 /// CPU time used by the calling thread (workers are single-threaded processes).
@@ -609,6 +651,31 @@ mod tests {
     }
 
     #[test]
+    fn module_cpu_times_add_up_to_the_total() {
+        fn burn() -> FilterResult {
+            let start = thread_cpu_time();
+            while thread_cpu_time() - start < Duration::from_millis(2) {}
+            Ok(Verdict::Continue)
+        }
+        let o = run(vec![
+            link("a", None, cont),
+            link("b", None, burn),
+            link("c", None, cont),
+        ]);
+        let sum: Duration = o.steps.iter().map(|s| s.cpu).sum();
+        assert_eq!(o.total_cpu, sum);
+        assert!(o.steps[1].cpu >= Duration::from_millis(2), "{:?}", o.steps);
+        assert_eq!(run(vec![]).total_cpu, Duration::ZERO);
+    }
+
+    fn empty_steps(o: &Outcome) -> Outcome {
+        Outcome {
+            steps: vec![],
+            ..o.clone()
+        }
+    }
+
+    #[test]
     fn accounting_line_format() {
         let o = Outcome {
             reply: "200 Ok".into(),
@@ -630,6 +697,28 @@ mod tests {
         assert_eq!(
             accounting_line(Some("000AF5DB.46B0E301.0000778F"), &o),
             "CPU TIME ACCOUNTING: 000AF5DB.46B0E301.0000778F processed with 0.020436 seconds: (a(0.000499))"
+        );
+        // Rounded to the nearest microsecond, as `{:.6}` rounds.
+        let rounded = Outcome {
+            steps: vec![Step {
+                module: "r".into(),
+                decision: Decision::Continue,
+                cpu: Duration::from_nanos(1_999_999_500),
+            }],
+            total_cpu: Duration::from_nanos(2_000_000_499),
+            ..o.clone()
+        };
+        assert_eq!(
+            accounting_line(Some("M"), &rounded),
+            "CPU TIME ACCOUNTING: M processed with 2.000000 seconds: (r(2.000000))"
+        );
+        let long = Outcome {
+            total_cpu: Duration::new(12345, 678_900),
+            ..empty_steps(&o)
+        };
+        assert_eq!(
+            accounting_line(Some("M"), &long),
+            "CPU TIME ACCOUNTING: M processed with 12345.000679 seconds: ()"
         );
         let empty = Outcome { steps: vec![], ..o };
         assert_eq!(
