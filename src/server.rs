@@ -1,12 +1,18 @@
 //! Wires the chain into the daemon: the request handler of a normal start, and the deferring
 //! handler used while the configuration is broken (DECISIONS §2).
 
+use std::time::Duration;
+
 use crate::chain::Chain;
 use crate::courier::Courier;
 use crate::daemon::{Handler, Request};
 
 /// The reply of deferring mode.
 pub const DEFERRING_REPLY: &str = "451 4.3.5 rustfilter configuration error, mail deferred";
+
+/// How long past `message_timeout` a message may run before the watchdog kills its worker.
+/// The chain stops starting modules at the deadline; this catches one that never returns.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(30);
 
 pub struct ChainHandler {
     pub chain: Chain,
@@ -19,17 +25,14 @@ impl Handler for ChainHandler {
     }
 
     fn handle(&mut self, request: &Request) -> String {
-        // Last-resort watchdog: a module stuck beyond the message deadline (plus grace) ends
-        // this worker; Courier then tempfails the message and the master starts a new worker.
-        let limit = self.chain.settings.message_timeout.as_secs() + 30;
-        // SAFETY: alarm only arms a process timer.
-        unsafe { libc::alarm(limit.min(u32::MAX as u64) as u32) };
-        let reply = self
-            .chain
-            .process(&self.courier, &request.data_path, &request.control_paths);
-        // SAFETY: as above; 0 disarms it.
-        unsafe { libc::alarm(0) };
-        reply
+        self.chain
+            .process(&self.courier, &request.data_path, &request.control_paths)
+    }
+
+    /// Last-resort watchdog: a module stuck beyond the message deadline (plus grace) gets this
+    /// worker killed; Courier then tempfails the message and the master starts a new worker.
+    fn time_limit(&self) -> Option<Duration> {
+        Some(self.chain.settings.message_timeout + WATCHDOG_GRACE)
     }
 }
 

@@ -24,6 +24,13 @@ pub trait Handler {
 
     /// The reply text for one request (`200 Ok`, `451 …`, lines joined by `\n`).
     fn handle(&mut self, request: &Request) -> String;
+
+    /// The longest one `handle` call may take. A worker still in `handle` after this is
+    /// killed by the master's watchdog (logged; the connection closes without a reply, so
+    /// Courier tempfails the message) and replaced. `None`: no limit.
+    fn time_limit(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,18 +3,27 @@
 //! The master is single-threaded: it creates the socket, forks the workers, closes fd 3 once
 //! every worker has said it is ready, and then only supervises — poll() on stdin (courierfilter
 //! closes it to stop us), a self-pipe fed by the SIGCHLD/SIGTERM/SIGINT handlers, the workers'
-//! ready pipe and a timeout (respawn backoff, readiness deadline, reminder log). It never
-//! accepts; the workers share the listening socket and each serves one connection at a time.
+//! ready pipe and a timeout (respawn backoff, readiness deadline, reminder log, watchdog). It
+//! never accepts; the workers share the listening socket and each serves one connection at a
+//! time.
 //!
-//! A worker keeps SIGTERM/SIGINT blocked except while it waits in ppoll() for a connection, so a
-//! stop request never interrupts the message in hand (no EINTR in module I/O) and can never be
-//! lost between checking the stop flag and waiting: ppoll unblocks them atomically.
+//! A worker keeps SIGTERM/SIGINT blocked except while it waits in epoll_pwait() for a
+//! connection, so a stop request never interrupts the message in hand (no EINTR in module I/O)
+//! and can never be lost between checking the stop flag and waiting: epoll_pwait unblocks them
+//! atomically. The listener is non-blocking and a worker tries `accept` before it waits, so
+//! under load it takes the next connection without waiting at all; its epoll registration is
+//! exclusive, so an idle pool does not wake every worker for each connection.
+//!
+//! The watchdog costs a worker no system call per message: it writes the monotonic time at
+//! which `handle` started into its slot of a shared memory page (0 when idle), and the master
+//! looks at the slots every few seconds and kills a worker whose message has run longer than
+//! [`Handler::time_limit`]. No timer signal ever interrupts a worker.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::socket::ListeningSocket;
@@ -30,6 +39,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const QUICK_DEATH: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The watchdog looks at the workers this often (a quarter of the time limit, within these).
+const WATCH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+const WATCH_INTERVAL_MAX: Duration = Duration::from_secs(5);
 
 /// Write end of the master's self-pipe; -1 outside the master.
 static SELF_PIPE_WR: AtomicI32 = AtomicI32::new(-1);
@@ -150,6 +162,78 @@ fn backoff(quick_deaths: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process, read through the vDSO
+/// (no system call). Never 0, which marks an idle slot.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+        .max(1)
+}
+
+/// One slot per worker in memory shared between the master and the workers: when the worker's
+/// current `handle` call started ([`monotonic_ns`]), or 0 while it is not handling a message.
+struct BusyBoard {
+    slots: *mut AtomicU64,
+    len: usize,
+}
+
+impl BusyBoard {
+    fn new(len: usize) -> io::Result<BusyBoard> {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<AtomicU64>();
+        // SAFETY: an anonymous shared mapping; the result is checked. Its pages are zeroed,
+        // which is a valid AtomicU64 (idle) in every slot.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(BusyBoard {
+            slots: ptr.cast(),
+            len,
+        })
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.len, "busy slot {i} of {}", self.len);
+        // SAFETY: i is in bounds of the mapping, which lives as long as self; AtomicU64 may be
+        // shared between processes (lock-free on every platform we build for).
+        unsafe { &*self.slots.add(i) }
+    }
+}
+
+impl Drop for BusyBoard {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped; no reference outlives self.
+        unsafe {
+            libc::munmap(
+                self.slots.cast(),
+                self.len * std::mem::size_of::<AtomicU64>(),
+            )
+        };
+    }
+}
+
+/// A duration in seconds as people write it: `90`, `30.5`.
+fn seconds(d: Duration) -> String {
+    format!("{}", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
 /// Run the daemon: see [`super::serve`].
 pub fn run<H: Handler>(opts: &ServeOptions, handler: H) -> Result<(), DaemonError> {
     let socket = ListeningSocket::create(&opts.localstatedir, &opts.name)?;
@@ -173,6 +257,12 @@ struct Master<'a, H: Handler> {
     watch_stdin: bool,
     /// pid → start time.
     workers: HashMap<libc::pid_t, Instant>,
+    /// The worker (and whether the watchdog killed it) using each slot of `busy`.
+    slots: Vec<Option<(libc::pid_t, bool)>>,
+    busy: BusyBoard,
+    /// The handler's time limit and the watchdog's next look.
+    time_limit: Option<Duration>,
+    next_watch: Option<Instant>,
     ready: HashSet<libc::pid_t>,
     to_spawn: usize,
     spawn_at: Instant,
@@ -191,9 +281,12 @@ impl<'a, H: Handler> Master<'a, H> {
         let self_pipe = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
         let ready_pipe = pipe(libc::O_CLOEXEC)?;
         set_nonblocking(ready_pipe.0.as_raw_fd())?;
-        // Workers wait in ppoll and must not block in accept when another took the connection.
+        // Workers try accept before they wait, and must not block in it when another worker
+        // took the connection.
         set_nonblocking(socket.fd())?;
         let now = Instant::now();
+        let workers = opts.workers.max(1);
+        let time_limit = handler.time_limit();
         Ok(Master {
             opts,
             handler,
@@ -206,6 +299,10 @@ impl<'a, H: Handler> Master<'a, H> {
             started: false,
             watch_stdin: stdin_is_watchable(),
             workers: HashMap::new(),
+            slots: vec![None; workers],
+            busy: BusyBoard::new(workers)?,
+            time_limit,
+            next_watch: time_limit.map(|_| now),
             ready: HashSet::new(),
             to_spawn: opts.workers.max(1),
             spawn_at: now,
@@ -287,6 +384,7 @@ impl<'a, H: Handler> Master<'a, H> {
             self.respawn_due();
             self.check_readiness();
             self.remind();
+            self.watch();
         }
         Ok(())
     }
@@ -294,6 +392,9 @@ impl<'a, H: Handler> Master<'a, H> {
     /// Milliseconds until the next timed event, or -1.
     fn poll_timeout(&self) -> libc::c_int {
         let mut next: Option<Instant> = self.next_reminder;
+        if let Some(t) = self.next_watch {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.to_spawn > 0 {
             consider(self.spawn_at);
@@ -360,6 +461,7 @@ impl<'a, H: Handler> Master<'a, H> {
                 continue;
             };
             self.ready.remove(&pid);
+            self.free_slot(pid);
             if self.stopping {
                 if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
                     log::warn!("{}: worker {pid} {}", self.name(), describe_status(status));
@@ -451,6 +553,52 @@ impl<'a, H: Handler> Master<'a, H> {
             .unwrap_or_default()
     }
 
+    fn free_slot(&mut self, pid: libc::pid_t) {
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Some((p, _)) if *p == pid))
+        {
+            self.slots[i] = None;
+            // A worker killed mid-message leaves its mark; its successor starts idle.
+            self.busy.slot(i).store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The watchdog: kill every worker whose current message has run longer than the
+    /// handler's time limit. Courier sees the connection close without a reply and tempfails
+    /// the message; reap() replaces the worker.
+    fn watch(&mut self) {
+        let (Some(limit), Some(due)) = (self.time_limit, self.next_watch) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let interval = (limit / 4).clamp(WATCH_INTERVAL_MIN, WATCH_INTERVAL_MAX);
+        self.next_watch = Some(now + interval);
+        let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        let mono = monotonic_ns();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some((pid, killed)) = slot else {
+                continue;
+            };
+            let since = self.busy.slot(i).load(Ordering::Relaxed);
+            if *killed || since == 0 || mono.saturating_sub(since) <= limit_ns {
+                continue;
+            }
+            log::error!(
+                "{}: worker {pid}: message exceeded {} s, killing it",
+                self.opts.name,
+                seconds(limit)
+            );
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+            *killed = true;
+        }
+    }
+
     fn remind(&mut self) {
         let (Some(due), Some((every, text))) = (self.next_reminder, &self.opts.reminder) else {
             return;
@@ -467,6 +615,7 @@ impl<'a, H: Handler> Master<'a, H> {
             return Ok(());
         };
         let listener_fd = socket.fd();
+        let slot = self.slots.iter().position(Option::is_none);
         let blocked = signal_set(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT]);
         // SAFETY: zeroed sigset_t is overwritten by sigprocmask.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -476,7 +625,7 @@ impl<'a, H: Handler> Master<'a, H> {
         // SAFETY: the master is single-threaded, so the child may run ordinary code.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            self.become_worker(listener_fd);
+            self.become_worker(listener_fd, slot);
         }
         // SAFETY: restoring the saved mask.
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
@@ -484,11 +633,14 @@ impl<'a, H: Handler> Master<'a, H> {
             return Err(io::Error::last_os_error());
         }
         self.workers.insert(pid, Instant::now());
+        if let Some(i) = slot {
+            self.slots[i] = Some((pid, false));
+        }
         Ok(())
     }
 
     /// The child side of fork: set the process up as a worker, serve, and exit.
-    fn become_worker(&mut self, listener_fd: RawFd) -> ! {
+    fn become_worker(&mut self, listener_fd: RawFd, slot: Option<usize>) -> ! {
         // SAFETY: plain syscalls on our own descriptors and signal dispositions, in the
         // (single-threaded) child.
         unsafe {
@@ -535,9 +687,13 @@ impl<'a, H: Handler> Master<'a, H> {
             libc::close(self.ready_pipe.0.as_raw_fd());
         }
         let opts = self.opts;
+        // Only a worker with a slot and a handler with a limit marks its messages.
+        let busy = slot
+            .filter(|_| self.time_limit.is_some())
+            .map(|i| self.busy.slot(i));
         let handler = &mut self.handler;
         let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            worker_main(opts, handler, listener_fd, ready_wr)
+            worker_main(opts, handler, listener_fd, ready_wr, busy)
         })) {
             Ok(code) => code,
             Err(_) => {
@@ -611,12 +767,20 @@ fn worker_main<H: Handler>(
     handler: &mut H,
     listener_fd: RawFd,
     ready_wr: RawFd,
+    busy: Option<&AtomicU64>,
 ) -> i32 {
     let pid = std::process::id();
     if let Err(e) = handler.worker_init() {
         log::error!("{}: worker {pid} failed to start: {e}", opts.name);
         return 1;
     }
+    let waiter = match Waiter::new(listener_fd) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("{}: worker {pid}: cannot set up epoll: {e}", opts.name);
+            return 1;
+        }
+    };
     let bytes = (pid as libc::pid_t).to_ne_bytes();
     // SAFETY: a 4-byte write to our end of the ready pipe (atomic: < PIPE_BUF).
     unsafe {
@@ -635,53 +799,107 @@ fn worker_main<H: Handler>(
         libc::sigdelset(&mut wait_mask, libc::SIGTERM);
         libc::sigdelset(&mut wait_mask, libc::SIGINT);
     }
+    // STOP is only ever set inside wait() (the one place SIGTERM/SIGINT are unblocked), so a
+    // stop request that arrives while connections are queued takes effect once the queue is
+    // empty; the master has unlinked the socket by then, so the queue does not grow.
     while !STOP.load(Ordering::Relaxed) {
-        let mut fds = [libc::pollfd {
-            fd: listener_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: valid pollfd array and sigmask; no timeout.
-        let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), 1, std::ptr::null(), &wait_mask) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                serve_connection(opts, handler, stream, busy);
                 continue;
             }
-            log::error!("{}: worker {pid}: poll failed: {e}", opts.name);
-            return 1;
-        }
-        match listener.accept() {
-            Ok((stream, _)) => serve_connection(opts, handler, stream),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {} // another worker took it
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if accept_error_is_transient(&e) => continue,
             Err(e) => {
                 // EMFILE, ENOBUFS, …: do not spin on a persistent error.
                 log::error!("{}: worker {pid}: accept failed: {e}", opts.name);
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        if let Err(e) = waiter.wait(&wait_mask) {
+            log::error!("{}: worker {pid}: epoll_pwait failed: {e}", opts.name);
+            return 1;
+        }
     }
     // Stopping: the socket is unlinked, so nothing new arrives; answer what is queued.
     loop {
         match listener.accept() {
-            Ok((stream, _)) => serve_connection(opts, handler, stream),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok((stream, _)) => serve_connection(opts, handler, stream, busy),
+            Err(e) if accept_error_is_transient(&e) => {}
             Err(_) => break,
         }
     }
     0
 }
 
-fn serve_connection<H: Handler>(opts: &ServeOptions, handler: &mut H, mut stream: UnixStream) {
-    // Accepted sockets do not inherit O_NONBLOCK on Linux; make sure anyway.
-    if let Err(e) = stream.set_nonblocking(false) {
-        log::error!("{}: cannot set up a connection: {e}", opts.name);
-        return;
+/// EINTR, and a peer that gave up before we accepted: try the next one.
+fn accept_error_is_transient(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ECONNABORTED)
+}
+
+/// A worker's wait for the next connection: an epoll instance of its own, on which the
+/// listener is registered exclusively (one connection wakes one idle worker, not all).
+struct Waiter {
+    epoll: OwnedFd,
+}
+
+impl Waiter {
+    fn new(listener_fd: RawFd) -> io::Result<Waiter> {
+        // SAFETY: epoll_create1 returns a fresh descriptor or -1.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fd is fresh and owned by nobody else.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let add = |events: libc::c_int| {
+            let mut ev = libc::epoll_event {
+                events: events as u32,
+                u64: 0,
+            };
+            // SAFETY: valid descriptors and event.
+            cvt(unsafe {
+                libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, listener_fd, &mut ev)
+            })
+        };
+        // EPOLLEXCLUSIVE needs Linux 4.5; without it every idle worker wakes, which is only
+        // slower.
+        if add(libc::EPOLLIN | libc::EPOLLEXCLUSIVE).is_err() {
+            add(libc::EPOLLIN)?;
+        }
+        Ok(Waiter { epoll })
     }
+
+    /// Wait until the listener is readable or a signal arrives, with `mask` (SIGTERM/SIGINT
+    /// unblocked) in force during the wait only. EINTR is a normal return.
+    fn wait(&self, mask: &libc::sigset_t) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for one event; a valid signal mask.
+        let rc = unsafe { libc::epoll_pwait(self.epoll.as_raw_fd(), &mut ev, 1, -1, mask) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn serve_connection<H: Handler>(
+    opts: &ServeOptions,
+    handler: &mut H,
+    mut stream: UnixStream,
+    busy: Option<&AtomicU64>,
+) {
+    // The request is read and the reply written with MSG_DONTWAIT, whatever the socket's
+    // mode, so the accepted socket needs no set-up.
     match read_request(&mut stream, &opts.localstatedir, &opts.limits) {
         Ok(request) => {
+            if let Some(busy) = busy {
+                busy.store(monotonic_ns(), Ordering::Relaxed);
+            }
             let reply = handler.handle(&request);
+            if let Some(busy) = busy {
+                busy.store(0, Ordering::Relaxed);
+            }
             if let Err(e) = write_reply(stream, &reply, opts.limits.read_timeout) {
                 log::warn!("{}: cannot send the reply: {e}", opts.name);
             }
@@ -723,6 +941,7 @@ mod tests {
     struct TestHandler {
         pid: u32,
         fail_init: Option<PathBuf>,
+        time_limit: Option<Duration>,
     }
 
     impl Handler for TestHandler {
@@ -755,6 +974,10 @@ mod tests {
             }
             format!("200 {} {data}", self.pid)
         }
+
+        fn time_limit(&self) -> Option<Duration> {
+            self.time_limit
+        }
     }
 
     /// A forked process running `serve`, started the way courierfilter does (stdin a pipe,
@@ -768,7 +991,7 @@ mod tests {
 
     impl Daemon {
         fn start(workers: usize, fail_init: bool) -> Daemon {
-            Daemon::start_with(workers, fail_init, None)
+            Daemon::start_with(workers, fail_init, None, None)
         }
 
         /// stderr goes to `<dir>/log`.
@@ -776,6 +999,7 @@ mod tests {
             workers: usize,
             fail_init: bool,
             reminder: Option<(Duration, String)>,
+            time_limit: Option<Duration>,
         ) -> Daemon {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("allfilters")).unwrap();
@@ -801,7 +1025,11 @@ mod tests {
                 ready_fd: Some(ready_wr.as_raw_fd()),
                 ..opts
             };
-            let handler = TestHandler { pid: 0, fail_init };
+            let handler = TestHandler {
+                pid: 0,
+                fail_init,
+                time_limit,
+            };
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0);
             if pid == 0 {
@@ -1069,6 +1297,79 @@ mod tests {
     }
 
     #[test]
+    fn the_watchdog_kills_a_worker_whose_message_runs_too_long() {
+        let limit = Duration::from_millis(800);
+        let mut d = Daemon::start_with(1, false, None, Some(limit));
+        assert!(d.wait_ready(Duration::from_secs(10)));
+        let sock = d.socket();
+        let workers = d.workers();
+        assert_eq!(workers.len(), 1);
+        // An idle worker, and one whose messages end in time, are left alone.
+        assert!(send(&sock, "/x/D1").starts_with("200 "));
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(send(&sock, "/x/D2").starts_with("200 "));
+        assert_eq!(d.workers(), workers);
+
+        let start = Instant::now();
+        assert_eq!(send(&sock, "/x/hang"), "", "a killed message gets no reply");
+        let took = start.elapsed();
+        // Noticed within a quarter of the limit (at least 100 ms) after it ran out.
+        assert!(
+            took >= limit && took < Duration::from_millis(2000),
+            "{took:?}"
+        );
+        let line = format!(
+            "rf: worker {}: message exceeded 0.8 s, killing it\n",
+            workers[0]
+        );
+        assert!(d.wait_log(&line, Duration::from_secs(5)), "{}", d.log());
+        let died = format!("rf: worker {} killed by signal 9\n", workers[0]);
+        assert!(d.wait_log(&died, Duration::from_secs(5)), "{}", d.log());
+        // Replaced, and the new worker's slot starts idle (not killed at once).
+        let reply = send(&sock, "/x/D3");
+        assert!(reply.starts_with("200 "), "{reply:?}");
+        assert_ne!(pid_of(&reply), workers[0]);
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(send(&sock, "/x/D4").starts_with("200 "));
+        assert_eq!(
+            d.log().matches("message exceeded").count(),
+            1,
+            "{}",
+            d.log()
+        );
+
+        drop(d.stdin.take());
+        let status = d.wait_exit(Duration::from_secs(10)).expect("did not exit");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
+    fn many_queued_connections_are_all_answered_by_few_workers() {
+        // The accept-before-wait loop and the exclusive wakeups must never strand a connection.
+        let mut d = Daemon::start(2, false);
+        assert!(d.wait_ready(Duration::from_secs(10)));
+        let sock = d.socket();
+        let clients: Vec<_> = (0..8)
+            .map(|t| {
+                let sock = sock.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let data = format!("/x/D{t}-{i}");
+                        let reply = send(&sock, &data);
+                        assert!(reply.ends_with(&format!(" {data}")), "{reply:?}");
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        drop(d.stdin.take());
+        let status = d.wait_exit(Duration::from_secs(10)).expect("did not exit");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
     fn a_crash_loop_backs_off() {
         let mut d = Daemon::start(1, true);
         std::thread::sleep(Duration::from_millis(2000));
@@ -1090,7 +1391,7 @@ mod tests {
     #[test]
     fn the_reminder_is_logged_periodically() {
         let reminder = (Duration::from_millis(300), "rf: still broken".to_string());
-        let mut d = Daemon::start_with(1, false, Some(reminder));
+        let mut d = Daemon::start_with(1, false, Some(reminder), None);
         assert!(d.wait_ready(Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(1100));
         drop(d.stdin.take());

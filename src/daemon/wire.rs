@@ -8,7 +8,8 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -156,31 +157,26 @@ pub fn parse_request(buf: &[u8], localstatedir: &Path, limits: &Limits) -> Resul
 
 /// Read one request from `stream`, enforcing `limits` (the timeout is one deadline for the whole
 /// request, not per read). Bytes after the terminating blank line are ignored.
+///
+/// Courier writes the request at once, so it is read directly (`MSG_DONTWAIT`, whatever the
+/// socket's mode); only when nothing is there yet does the reader `poll` for the rest of the
+/// deadline.
 pub fn read_request(
     stream: &mut UnixStream,
     localstatedir: &Path,
     limits: &Limits,
 ) -> Result<Request, RequestError> {
+    let fd = stream.as_raw_fd();
     let deadline = Instant::now() + limits.read_timeout;
     let mut parser = Parser::new(localstatedir, limits);
-    let mut chunk = [0u8; 4096];
+    // Not zeroed: recv writes what it returns, and only that is looked at.
+    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
     loop {
-        let now = Instant::now();
-        let timeout = RequestError::Timeout {
-            bytes: parser.consumed,
-            timeout: limits.read_timeout,
-        };
-        if now >= deadline {
-            return Err(timeout);
-        }
-        stream
-            .set_read_timeout(Some(deadline - now))
-            .map_err(RequestError::Io)?;
         // Never read past the byte limit (+1 so that going over it is noticed).
         let room = (limits.max_request_bytes + 1)
             .saturating_sub(parser.consumed)
             .min(chunk.len());
-        let n = match stream.read(&mut chunk[..room]) {
+        let n = match recv_now(fd, &mut chunk[..room]) {
             Ok(0) => {
                 return Err(RequestError::Eof {
                     bytes: parser.consumed,
@@ -188,29 +184,109 @@ pub fn read_request(
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timeout);
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_for(fd, libc::POLLIN, deadline).map_err(RequestError::Io)? {
+                    return Err(RequestError::Timeout {
+                        bytes: parser.consumed,
+                        timeout: limits.read_timeout,
+                    });
+                }
+                continue;
             }
             Err(e) => return Err(RequestError::Io(e)),
         };
-        if let Some(request) = parser.feed(&chunk[..n])? {
+        // SAFETY: recv initialised the first n bytes (n <= room <= chunk.len()).
+        let received = unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), n) };
+        if let Some(request) = parser.feed(received)? {
             return Ok(request);
         }
     }
 }
 
-/// Send the whole reply (formatted by [`format_reply`]), then close the connection.
-pub fn write_reply(mut stream: UnixStream, reply: &str, timeout: Duration) -> io::Result<()> {
-    stream.set_write_timeout(Some(timeout))?;
-    // write_all retries short writes and EINTR.
-    stream.write_all(format_reply(reply).as_bytes())?;
+/// Send the whole reply (formatted by [`format_reply`]) within `timeout`, then close the
+/// connection. The reply is written directly; only a full socket buffer makes it `poll`.
+pub fn write_reply(stream: UnixStream, reply: &str, timeout: Duration) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let text = format_reply(reply);
+    let mut rest = text.as_bytes();
+    let mut deadline: Option<Instant> = None;
+    while !rest.is_empty() {
+        // SAFETY: rest is a valid slice; MSG_NOSIGNAL: a vanished peer is EPIPE, not SIGPIPE.
+        let n = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n > 0 {
+            rest = &rest[n as usize..];
+            continue;
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                if !wait_for(fd, libc::POLLOUT, deadline)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the client did not take the reply within {} s",
+                            timeout.as_secs_f64()
+                        ),
+                    ));
+                }
+            }
+            _ => return Err(e),
+        }
+    }
     // Courier reads to EOF: the close (on drop) ends the reply.
     Ok(())
+}
+
+/// One `recv` that never blocks; on success the first `n` bytes of `buf` are initialised.
+fn recv_now(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Wait until `fd` is ready for `events` (or has an error or hang-up, which the next call
+/// reports); `Ok(false)` once `deadline` has passed. EINTR only shortens a wait.
+fn wait_for(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // Round up so a wait never ends a little early and spins.
+        let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc > 0 {
+            return Ok(true);
+        }
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Incremental request parser: fed bytes as they arrive, it answers once the blank line is seen.
@@ -248,9 +324,14 @@ impl<'a> Parser<'a> {
                     max: self.limits.max_request_bytes,
                 });
             }
-            self.line.extend_from_slice(part);
+            // A line that arrived whole is used in place; only pieces are collected.
+            let whole = complete && self.line.is_empty();
+            if !whole {
+                self.line.extend_from_slice(part);
+            }
+            let line: &[u8] = if whole { part } else { &self.line };
             // `\r` of a `\r\n` ending does not count against the line length.
-            let len = self.line.len() - usize::from(self.line.last() == Some(&b'\r'));
+            let len = line.len() - usize::from(line.last() == Some(&b'\r'));
             if len > self.limits.max_line {
                 return Err(RequestError::LineTooLong {
                     max: self.limits.max_line,
@@ -258,9 +339,14 @@ impl<'a> Parser<'a> {
             }
             bytes = rest;
             if complete {
-                let line = std::mem::take(&mut self.line);
-                if let Some(request) = self.end_line(&line)? {
-                    return Ok(Some(request));
+                let request = if whole {
+                    self.end_line(part)?
+                } else {
+                    let line = std::mem::take(&mut self.line);
+                    self.end_line(&line)?
+                };
+                if request.is_some() {
+                    return Ok(request);
                 }
             }
         }
@@ -308,6 +394,7 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::thread;
 
     fn lsd() -> &'static Path {
@@ -512,6 +599,36 @@ mod tests {
         drop(client);
         let err = read_request(&mut server, lsd(), &limits_with_timeout(1000)).unwrap_err();
         assert!(matches!(err, RequestError::Eof { bytes: 12 }), "{err}");
+    }
+
+    #[test]
+    fn a_reply_the_client_does_not_take_times_out() {
+        let (server, client) = UnixStream::pair().unwrap();
+        // More than the socket buffers hold, and a client that never reads.
+        let reply = format!("550 {}", "x".repeat(4 << 20));
+        let start = Instant::now();
+        let err = write_reply(server, &reply, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("within 0.2 s"), "{err}");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        drop(client);
+    }
+
+    #[test]
+    fn a_large_reply_is_sent_whole_to_a_slow_reader() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let reply = format!("550 {}", "y".repeat(1 << 20));
+        let want = reply.clone();
+        let reader = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            let mut got = String::new();
+            client.read_to_string(&mut got).unwrap();
+            got
+        });
+        write_reply(server, &reply, Duration::from_secs(5)).unwrap();
+        assert_eq!(reader.join().unwrap(), want);
     }
 
     #[test]
