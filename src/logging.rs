@@ -49,7 +49,17 @@ fn install(logger: Box<dyn Log>, level: LevelFilter) {
 
 /// Format a record as the one line (or block) written for it: the message text and a newline.
 fn render(record: &Record) -> Vec<u8> {
-    let mut text = record.args().to_string();
+    let args = record.args();
+    // One allocation for the usual record: a message without arguments is copied with room
+    // for the newline; anything else is formatted into a buffer of a typical line's size.
+    let mut text = match args.as_str() {
+        Some(s) => String::with_capacity(s.len() + 1) + s,
+        None => {
+            let mut t = String::with_capacity(256);
+            let _ = std::fmt::Write::write_fmt(&mut t, *args);
+            t
+        }
+    };
     text.push('\n');
     text.into_bytes()
 }
@@ -129,6 +139,10 @@ mod tests {
         let args = format_args!("line one\nline two");
         let record = Record::builder().args(args).level(Level::Warn).build();
         assert_eq!(render(&record), b"line one\nline two\n");
+        let long = "x".repeat(300);
+        let args = format_args!("{long} and {}", 42);
+        let record = Record::builder().args(args).level(Level::Info).build();
+        assert_eq!(render(&record), format!("{long} and 42\n").into_bytes());
     }
 
     #[test]

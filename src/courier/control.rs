@@ -52,34 +52,80 @@ pub const MAX_CONTROL_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// The text of the `I` record written when a module removes a recipient.
 const REMOVED_INFO: &str = "R 250 Ok - Removed by rustfilter";
 
+/// Where a decoded value lies in its file's [`ControlFile::text`].
+type Span = std::ops::Range<usize>;
+
 /// One recipient group (`r` … `N`) of one file, numbered as Courier numbers them.
 #[derive(Debug, Clone)]
 struct RecipientEntry {
     index: usize,
-    rcpt: Recipient,
+    addr: Span,
+    orig: Span,
+    dsn: Span,
 }
 
 /// One control file, parsed.
 #[derive(Debug, Clone, Default)]
 struct ControlFile {
+    /// The decoded values of all records, in one buffer (no allocation per record): the file's
+    /// own text when it is valid UTF-8, each value a slice of its line; otherwise the decoded
+    /// values one after another. Values of records added later are appended.
+    text: String,
     /// Every record: letter and decoded value.
-    records: Vec<(u8, String)>,
+    records: Vec<(u8, Span)>,
     /// Every recipient group, including those with an empty `r` (they take an index).
     recipients: Vec<RecipientEntry>,
     /// Indexes marked complete by `S<n>` / `F<n>`.
     done: BTreeSet<usize>,
-    /// The `r`/`R`/`N` values of a group not yet closed by `N`.
-    pending: Recipient,
+    /// The `r` and `R` values of a group not yet closed by `N`.
+    pending: (Span, Span),
 }
 
 impl ControlFile {
-    fn parse(path: &Path, data: &[u8]) -> ControlFile {
-        let mut file = ControlFile::default();
-        for line in data.split(|&b| b == b'\n') {
-            let Some((&letter, rest)) = line.split_first() else {
-                continue;
-            };
-            file.push_record(path, letter, decode_value(rest));
+    fn parse(path: &Path, data: Vec<u8>) -> ControlFile {
+        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+        let mut file = ControlFile {
+            records: Vec::with_capacity(lines),
+            ..ControlFile::default()
+        };
+        match String::from_utf8(data) {
+            // Then every line is valid UTF-8 too (lines end at an ASCII byte), and each value
+            // is its line minus the letter and the blanks around it.
+            Ok(text) => {
+                let len = text.len();
+                file.text = text;
+                let mut pos = 0;
+                while pos < len {
+                    let bytes = &file.text.as_bytes()[..len];
+                    let end = bytes[pos..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(len, |p| pos + p);
+                    if end > pos {
+                        let letter = bytes[pos];
+                        if letter.is_ascii() {
+                            let span = trim_blanks(bytes, pos + 1..end);
+                            file.push_record(path, letter, span);
+                        } else {
+                            // A multi-byte character in the letter's place: the rest of it is
+                            // not UTF-8 on its own.
+                            let value = decode_value(&bytes[pos + 1..end]);
+                            let span = file.append(&value);
+                            file.push_record(path, letter, span);
+                        }
+                    }
+                    pos = end + 1;
+                }
+            }
+            Err(e) => {
+                let data = e.into_bytes();
+                file.text.reserve(data.len() + 64);
+                for line in data.split(|&b| b == b'\n') {
+                    if let Some((&letter, rest)) = line.split_first() {
+                        file.push_raw(path, letter, rest);
+                    }
+                }
+            }
         }
         for n in &file.done {
             if !file.recipients.iter().any(|r| r.index == *n) {
@@ -96,18 +142,40 @@ impl ControlFile {
         self.recipients.len()
     }
 
+    fn value(&self, span: &Span) -> &str {
+        &self.text[span.clone()]
+    }
+
+    fn append(&mut self, value: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(value);
+        start..self.text.len()
+    }
+
+    /// Decode a record's raw value and add the record.
+    fn push_raw(&mut self, path: &Path, letter: u8, raw: &[u8]) {
+        let start = self.text.len();
+        decode_value_into(raw, &mut self.text);
+        self.push_record(path, letter, start..self.text.len());
+    }
+
     /// Add one record to the in-memory view, with the reader's recipient logic.
-    fn push_record(&mut self, path: &Path, letter: u8, value: String) {
+    fn push_record(&mut self, path: &Path, letter: u8, span: Span) {
         match letter {
-            b'r' => self.pending.addr = value.clone(),
-            b'R' => self.pending.orig = value.clone(),
+            b'r' => self.pending.0 = span.clone(),
+            b'R' => self.pending.1 = span.clone(),
             b'N' => {
-                let mut rcpt = std::mem::take(&mut self.pending);
-                rcpt.dsn = value.clone();
+                let (addr, orig) = std::mem::take(&mut self.pending);
                 let index = self.next_index();
-                self.recipients.push(RecipientEntry { index, rcpt });
+                self.recipients.push(RecipientEntry {
+                    index,
+                    addr,
+                    orig,
+                    dsn: span.clone(),
+                });
             }
             b'S' | b'F' => {
+                let value = self.value(&span);
                 let number = value.split(' ').next().unwrap_or_default();
                 match number.parse::<usize>() {
                     Ok(n) => {
@@ -122,14 +190,48 @@ impl ControlFile {
             }
             _ => {}
         }
-        self.records.push((letter, value));
+        self.records.push((letter, span));
+    }
+
+    fn recipient(&self, entry: &RecipientEntry) -> Recipient {
+        Recipient::new(
+            self.value(&entry.addr),
+            self.value(&entry.orig),
+            self.value(&entry.dsn),
+        )
     }
 
     fn undelivered(&self) -> impl Iterator<Item = &RecipientEntry> {
         self.recipients
             .iter()
-            .filter(|r| !r.rcpt.addr.is_empty() && !self.done.contains(&r.index))
+            .filter(|r| !r.addr.is_empty() && !self.done.contains(&r.index))
     }
+
+    /// Decoded values of the records with this letter, in order.
+    fn values(&self, letter: u8) -> impl Iterator<Item = &str> {
+        self.records
+            .iter()
+            .filter(move |(l, _)| *l == letter)
+            .map(|(_, span)| self.value(span))
+    }
+}
+
+/// `range` of `bytes` without the blanks `decode_value` strips at either end.
+fn trim_blanks(bytes: &[u8], range: Span) -> Span {
+    let mut start = range.start;
+    let mut end = range.end;
+    while start < end && is_blank(bytes[start]) {
+        start += 1;
+    }
+    while end > start && is_blank(bytes[end - 1]) {
+        end -= 1;
+    }
+    start..end
+}
+
+/// Python's bytes.strip() set: space, \t, \n, \r, \v, \f.
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 /// The scalar fields of the first control file plus the undelivered recipients: the reference's
@@ -195,7 +297,7 @@ impl Envelope {
                     path: path.clone(),
                     error,
                 })?;
-            files.push(ControlFile::parse(path, &data));
+            files.push(ControlFile::parse(path, data));
         }
         let mut envelope = Envelope {
             paths: paths.to_vec(),
@@ -208,8 +310,9 @@ impl Envelope {
 
     fn find_client_ip(&self) -> Option<IpAddr> {
         let value = self
-            .values(b'O')
-            .into_iter()
+            .files
+            .iter()
+            .flat_map(|f| f.values(b'O'))
             .find_map(|v| v.strip_prefix("TCPREMOTEIP="))?;
         let parsed = parse_client_ip(value);
         if parsed.is_none() {
@@ -224,21 +327,12 @@ impl Envelope {
 
     /// Decoded values of every record with this letter, across all files in order.
     pub fn values(&self, letter: u8) -> Vec<&str> {
-        self.files
-            .iter()
-            .flat_map(|f| f.records.iter())
-            .filter(|(l, _)| *l == letter)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.files.iter().flat_map(|f| f.values(letter)).collect()
     }
 
     /// The first value with this letter.
     pub fn first(&self, letter: u8) -> Option<&str> {
-        self.files
-            .iter()
-            .flat_map(|f| f.records.iter())
-            .find(|(l, _)| *l == letter)
-            .map(|(_, v)| v.as_str())
+        self.files.iter().find_map(|f| f.values(letter).next())
     }
     /// Envelope sender (`s`); `None` when there is no `s` record, `Some("")` for a null sender.
     pub fn sender(&self) -> Option<&str> {
@@ -270,8 +364,7 @@ impl Envelope {
     pub fn recipients(&self) -> Vec<Recipient> {
         self.files
             .iter()
-            .flat_map(|f| f.undelivered())
-            .map(|r| r.rcpt.clone())
+            .flat_map(|f| f.undelivered().map(|r| f.recipient(r)))
             .collect()
     }
 
@@ -281,11 +374,12 @@ impl Envelope {
     pub fn control_data(&self) -> ControlData {
         let mut data = ControlData::default();
         if let Some(first) = self.files.first() {
-            for (letter, value) in &first.records {
-                let v = || Some(value.clone());
+            for (letter, span) in &first.records {
+                let value = first.value(span);
+                let v = || Some(value.to_string());
                 match letter {
-                    b's' => data.sender = value.clone(),
-                    b'f' => data.senders_mta = value.clone(),
+                    b's' => data.sender = value.to_string(),
+                    b'f' => data.senders_mta = value.to_string(),
                     b'e' => data.envid = v(),
                     b'M' => data.message_id = v(),
                     b'i' => data.auth_user = v(),
@@ -295,7 +389,7 @@ impl Envelope {
                     b'W' => data.warn_time = v(),
                     b'v' => data.vhost = v(),
                     b'X' => data.cancelled = v(),
-                    b'U' => data.security = value.clone(),
+                    b'U' => data.security = value.to_string(),
                     b'u' => data.source = v(),
                     b'w' => data.warned = true,
                     b'8' => data.eight_bit = true,
@@ -329,10 +423,10 @@ impl Envelope {
         let text = format!("r{}\nR{}\nN{}\n", rcpt.addr, rcpt.orig, rcpt.dsn);
         append_records(path, text.as_bytes())?;
         // A group left open at the end of the file is overwritten by ours, as a reader sees it.
-        file.pending = Recipient::default();
+        file.pending = Default::default();
         for line in text.lines() {
             let (letter, value) = line.split_at(1);
-            file.push_record(path, letter.as_bytes()[0], decode_value(value.as_bytes()));
+            file.push_raw(path, letter.as_bytes()[0], value.as_bytes());
         }
         Ok(())
     }
@@ -351,7 +445,7 @@ impl Envelope {
     fn remove_first(&mut self, matches: impl Fn(&Recipient) -> bool) -> io::Result<bool> {
         let found = self.files.iter().enumerate().find_map(|(i, f)| {
             f.undelivered()
-                .find(|r| matches(&r.rcpt))
+                .find(|r| matches(&f.recipient(r)))
                 .map(|r| (i, r.index))
         });
         let Some((file_index, n)) = found else {
@@ -366,7 +460,7 @@ impl Envelope {
         let file = &mut self.files[file_index];
         for line in text.lines() {
             let (letter, value) = line.split_at(1);
-            file.push_record(path, letter.as_bytes()[0], decode_value(value.as_bytes()));
+            file.push_raw(path, letter.as_bytes()[0], value.as_bytes());
         }
         Ok(true)
     }
@@ -411,25 +505,32 @@ pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
 /// The reference's value decoding: strip ASCII whitespace, then UTF-8, else
 /// `(malformed utf8):` + quote_plus-style escaping with `@` kept.
 pub fn decode_value(raw: &[u8]) -> String {
-    // Python's bytes.strip(): space, \t, \n, \r, \v, \f.
-    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-    let start = raw.iter().position(|b| !blank(b)).unwrap_or(raw.len());
-    let end = raw.iter().rposition(|b| !blank(b)).map_or(start, |p| p + 1);
-    let raw = &raw[start..end];
+    let mut out = String::new();
+    decode_value_into(raw, &mut out);
+    out
+}
+
+/// [`decode_value`], appended to `out`.
+fn decode_value_into(raw: &[u8], out: &mut String) {
+    let raw = &raw[trim_blanks(raw, 0..raw.len())];
     match std::str::from_utf8(raw) {
-        Ok(text) => text.to_string(),
+        Ok(text) => out.push_str(text),
         Err(_) => {
-            let mut out = String::from("(malformed utf8):");
+            out.push_str("(malformed utf8):");
             for &b in raw {
                 match b {
                     b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' | b'@' => {
                         out.push(b as char)
                     }
                     b' ' => out.push('+'),
-                    _ => out.push_str(&format!("%{b:02X}")),
+                    _ => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        out.push('%');
+                        out.push(HEX[usize::from(b >> 4)] as char);
+                        out.push(HEX[usize::from(b & 15)] as char);
+                    }
                 }
             }
-            out
         }
     }
 }

@@ -67,13 +67,10 @@ fn is_field_name(name: &[u8]) -> bool {
 /// The header fields of `data`, in order. The header block ends at the first empty line (LF or
 /// CRLF), at a line that is neither a field nor a continuation, or at the end of the file.
 fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
-    let mut spans: Vec<FieldSpan> = Vec::new();
+    let mut spans: Vec<FieldSpan> = Vec::with_capacity(32);
     let mut pos = 0;
     while pos < data.len() {
-        let line_end = data[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |p| pos + p + 1);
+        let line_end = find_byte(&data[pos..], b'\n').map_or(data.len(), |p| pos + p + 1);
         let line = &data[pos..line_end];
         if line == b"\n" || line == b"\r\n" {
             break;
@@ -106,6 +103,19 @@ fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
         pos = line_end;
     }
     spans
+}
+
+/// The first `byte` in `haystack` (glibc's vectorised memchr: headers are scanned per message).
+fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
+    // SAFETY: memchr reads at most haystack.len() bytes from its start.
+    let found = unsafe {
+        libc::memchr(
+            haystack.as_ptr().cast(),
+            libc::c_int::from(byte),
+            haystack.len(),
+        )
+    };
+    (!found.is_null()).then(|| found as usize - haystack.as_ptr() as usize)
 }
 
 /// Makes temporary file names unique within the process.
@@ -191,11 +201,17 @@ impl Message {
 
     /// Values (see [`HeaderField::value`]) of every header with this name, case-insensitive.
     pub fn header_values(&self, name: &str) -> io::Result<Vec<String>> {
-        Ok(self
-            .headers()?
+        let data = self.bytes()?;
+        Ok(field_spans(data)
             .into_iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value())
+            .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|s| {
+                HeaderField {
+                    name,
+                    raw_value: &data[s.value_start..s.end],
+                }
+                .value()
+            })
             .collect())
     }
 
@@ -320,6 +336,21 @@ mod tests {
         assert_eq!(names(&m), ["A", "B"]);
         assert_eq!(m.headers().unwrap()[1].value(), "2\r\n\tx");
         assert_eq!(m.headers().unwrap()[0].raw_value, b" 1\r\n");
+    }
+
+    #[test]
+    fn find_byte_finds_the_first() {
+        assert_eq!(find_byte(b"", b'\n'), None);
+        assert_eq!(find_byte(b"abc", b'\n'), None);
+        assert_eq!(find_byte(b"a\nb\n", b'\n'), Some(1));
+        assert_eq!(find_byte(&b"ab\n"[2..], b'\n'), Some(0));
+    }
+
+    #[test]
+    fn last_field_without_a_line_ending() {
+        let (_d, m) = message_with(b"A: 1\nDelivered-To: x@y");
+        assert_eq!(names(&m), ["A", "Delivered-To"]);
+        assert_eq!(m.header_values("delivered-to").unwrap(), ["x@y"]);
     }
 
     #[test]
