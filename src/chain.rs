@@ -419,21 +419,25 @@ fn push_seconds(out: &mut String, d: Duration) {
         secs += 1;
         micros = 0;
     }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    // Filled from the end: the integer part's digits, then `.` and six decimals.
+    let mut text = [b'0'; 27];
+    let mut i = text.len();
+    for _ in 0..6 {
+        i -= 1;
+        text[i] = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    i -= 1;
+    text[i] = b'.';
     loop {
         i -= 1;
-        digits[i] = b'0' + (secs % 10) as u8;
+        text[i] = b'0' + (secs % 10) as u8;
         secs /= 10;
         if secs == 0 {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&b| char::from(b)));
-    out.push('.');
-    for scale in [100_000, 10_000, 1_000, 100, 10, 1] {
-        out.push(char::from(b'0' + (micros / scale % 10) as u8));
-    }
+    out.push_str(std::str::from_utf8(&text[i..]).unwrap_or("?"));
 }
 
 /// CPU time used by the calling thread (workers are single-threaded processes).

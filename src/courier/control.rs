@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::watch::{read_bounded, with_path};
+use super::watch::{find_byte, read_bounded, with_path};
 
 /// One recipient: `r` (address), `R` (original recipient / ORCPT), `N` (DSN flags).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -97,10 +97,7 @@ impl ControlFile {
                 let mut pos = 0;
                 while pos < len {
                     let bytes = &file.text.as_bytes()[..len];
-                    let end = bytes[pos..]
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(len, |p| pos + p);
+                    let end = find_byte(&bytes[pos..], b'\n').map_or(len, |p| pos + p);
                     if end > pos {
                         let letter = bytes[pos];
                         if letter.is_ascii() {
@@ -493,6 +490,15 @@ fn append_records(path: &Path, records: &[u8]) -> io::Result<()> {
 pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
     let value = value.trim();
     let without_zone = value.split_once('%').map_or(value, |(addr, _)| addr);
+    // What Courier writes for IPv4 clients, parsed without the general IPv6 parser (the same
+    // result: a mapped address becomes its IPv4 address).
+    if let Some(v4) = without_zone
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("::ffff:"))
+        .and_then(|_| without_zone[7..].parse::<std::net::Ipv4Addr>().ok())
+    {
+        return Some(IpAddr::V4(v4));
+    }
     match without_zone.parse::<IpAddr>().ok()? {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => Some(IpAddr::V4(v4)),
@@ -597,6 +603,16 @@ mod tests {
         assert_eq!(parse_client_ip("fe80::1%eth0"), "fe80::1".parse().ok());
         assert_eq!(parse_client_ip("::1").unwrap().to_string(), "::1");
         assert_eq!(parse_client_ip("010.1.1.1"), None);
+        assert_eq!(
+            parse_client_ip("::FFFF:192.0.2.1%lo"),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        assert_eq!(
+            parse_client_ip("::ffff:c000:0201"),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        assert_eq!(parse_client_ip("::ffff:010.1.1.1"), None);
+        assert_eq!(parse_client_ip("::ffff:"), None);
         assert_eq!(parse_client_ip("garbage"), None);
         assert_eq!(parse_client_ip(""), None);
     }

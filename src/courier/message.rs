@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::watch::{read_bounded, with_path};
+use super::watch::{find_byte, read_bounded, with_path};
 
 /// The largest message body we read into memory.
 pub const MAX_MESSAGE_BYTES: u64 = 256 * 1024 * 1024;
@@ -83,7 +83,7 @@ fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
                 None => break,
             }
         } else {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
+            let Some(colon) = find_byte(line, b':') else {
                 break;
             };
             let mut name_len = colon;
@@ -103,19 +103,6 @@ fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
         pos = line_end;
     }
     spans
-}
-
-/// The first `byte` in `haystack` (glibc's vectorised memchr: headers are scanned per message).
-fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
-    // SAFETY: memchr reads at most haystack.len() bytes from its start.
-    let found = unsafe {
-        libc::memchr(
-            haystack.as_ptr().cast(),
-            libc::c_int::from(byte),
-            haystack.len(),
-        )
-    };
-    (!found.is_null()).then(|| found as usize - haystack.as_ptr() as usize)
 }
 
 /// Makes temporary file names unique within the process.
@@ -336,14 +323,6 @@ mod tests {
         assert_eq!(names(&m), ["A", "B"]);
         assert_eq!(m.headers().unwrap()[1].value(), "2\r\n\tx");
         assert_eq!(m.headers().unwrap()[0].raw_value, b" 1\r\n");
-    }
-
-    #[test]
-    fn find_byte_finds_the_first() {
-        assert_eq!(find_byte(b"", b'\n'), None);
-        assert_eq!(find_byte(b"abc", b'\n'), None);
-        assert_eq!(find_byte(b"a\nb\n", b'\n'), Some(1));
-        assert_eq!(find_byte(&b"ab\n"[2..], b'\n'), Some(0));
     }
 
     #[test]

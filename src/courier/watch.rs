@@ -55,19 +55,26 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     if size > limit {
         return Err(too_large(limit, Some(size)));
     }
-    let size = usize::try_from(size).map_err(|_| too_large(limit, Some(size)))?;
-    let mut data = vec![0u8; size];
-    let mut filled = 0;
-    while filled < size {
-        match (&file).read(&mut data[filled..]) {
-            Ok(0) => break, // shrank since fstat: what is there is the content
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    data.truncate(filled);
+    let capacity = usize::try_from(size).map_err(|_| too_large(limit, Some(size)))?;
+    // Exactly `size` bytes of room, not zeroed; `take` ends the read there without another
+    // system call (a file that shrank since fstat ends it at its EOF).
+    let mut data = Vec::with_capacity(capacity);
+    (&file).take(size).read_to_end(&mut data)?;
     Ok(data)
+}
+
+/// The first `byte` in `haystack` (glibc's vectorised memchr: spool files are scanned line by
+/// line for every message).
+pub(crate) fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
+    // SAFETY: memchr reads at most haystack.len() bytes from its start.
+    let found = unsafe {
+        libc::memchr(
+            haystack.as_ptr().cast(),
+            libc::c_int::from(byte),
+            haystack.len(),
+        )
+    };
+    (!found.is_null()).then(|| found as usize - haystack.as_ptr() as usize)
 }
 
 fn read_to_eof_bounded(file: File, limit: u64) -> io::Result<Vec<u8>> {
@@ -191,6 +198,14 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert_eq!(err.to_string(), "larger than 10 bytes (11 bytes)");
         assert_eq!(read_bounded(&path, 11).unwrap(), vec![b'a'; 11]);
+    }
+
+    #[test]
+    fn find_byte_finds_the_first() {
+        assert_eq!(find_byte(b"", b'\n'), None);
+        assert_eq!(find_byte(b"abc", b'\n'), None);
+        assert_eq!(find_byte(b"a\nb\n", b'\n'), Some(1));
+        assert_eq!(find_byte(&b"ab\n"[2..], b'\n'), Some(0));
     }
 
     #[test]
