@@ -7,12 +7,11 @@
 //! never accepts; the workers share the listening socket and each serves one connection at a
 //! time.
 //!
-//! A worker keeps SIGTERM/SIGINT blocked except while it waits in epoll_pwait() for a
-//! connection, so a stop request never interrupts the message in hand (no EINTR in module I/O)
-//! and can never be lost between checking the stop flag and waiting: epoll_pwait unblocks them
-//! atomically. The listener is non-blocking and a worker tries `accept` before it waits, so
-//! under load it takes the next connection without waiting at all; its epoll registration is
-//! exclusive, so an idle pool does not wake every worker for each connection.
+//! A worker keeps SIGTERM/SIGINT blocked except while it waits in ppoll() for a connection, so a
+//! stop request never interrupts the message in hand (no EINTR in module I/O) and can never be
+//! lost between checking the stop flag and waiting: ppoll unblocks them atomically. The listener
+//! is non-blocking and a worker tries `accept` before it waits, so under load it takes the next
+//! connection without waiting at all.
 //!
 //! The watchdog costs a worker no system call per message: it writes the monotonic time at
 //! which `handle` started into its slot of a shared memory page (0 when idle), and the master
@@ -774,13 +773,7 @@ fn worker_main<H: Handler>(
         log::error!("{}: worker {pid} failed to start: {e}", opts.name);
         return 1;
     }
-    let waiter = match Waiter::new(listener_fd) {
-        Ok(w) => w,
-        Err(e) => {
-            log::error!("{}: worker {pid}: cannot set up epoll: {e}", opts.name);
-            return 1;
-        }
-    };
+    let waiter = Waiter { listener_fd };
     let bytes = (pid as libc::pid_t).to_ne_bytes();
     // SAFETY: a 4-byte write to our end of the ready pipe (atomic: < PIPE_BUF).
     unsafe {
@@ -817,7 +810,7 @@ fn worker_main<H: Handler>(
             }
         }
         if let Err(e) = waiter.wait(&wait_mask) {
-            log::error!("{}: worker {pid}: epoll_pwait failed: {e}", opts.name);
+            log::error!("{}: worker {pid}: poll failed: {e}", opts.name);
             return 1;
         }
     }
@@ -837,42 +830,26 @@ fn accept_error_is_transient(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ECONNABORTED)
 }
 
-/// A worker's wait for the next connection: an epoll instance of its own, on which the
-/// listener is registered exclusively (one connection wakes one idle worker, not all).
+/// A worker's wait for the next connection.
 struct Waiter {
-    epoll: OwnedFd,
+    listener_fd: RawFd,
 }
 
 impl Waiter {
-    fn new(listener_fd: RawFd) -> io::Result<Waiter> {
-        // SAFETY: epoll_create1 returns a fresh descriptor or -1.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fd is fresh and owned by nobody else.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let add = |events: libc::c_int| {
-            let mut ev = libc::epoll_event {
-                events: events as u32,
-                u64: 0,
-            };
-            // SAFETY: valid descriptors and event.
-            cvt(unsafe {
-                libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, listener_fd, &mut ev)
-            })
-        };
-        // EPOLLEXCLUSIVE needs Linux 4.5; without it every idle worker wakes, which is only
-        // slower.
-        if add(libc::EPOLLIN | libc::EPOLLEXCLUSIVE).is_err() {
-            add(libc::EPOLLIN)?;
-        }
-        Ok(Waiter { epoll })
-    }
-
     /// Wait until the listener is readable or a signal arrives, with `mask` (SIGTERM/SIGINT
     /// unblocked) in force during the wait only. EINTR is a normal return.
+    ///
+    /// Every idle worker wakes for a connection and one wins it. An exclusive wakeup
+    /// (epoll's EPOLLEXCLUSIVE) was tried: it halved the rate at one client at a time on the
+    /// 2-CPU VM, because the one worker it wakes is often on the idle CPU.
     fn wait(&self, mask: &libc::sigset_t) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: room for one event; a valid signal mask.
-        let rc = unsafe { libc::epoll_pwait(self.epoll.as_raw_fd(), &mut ev, 1, -1, mask) };
+        let mut fds = [libc::pollfd {
+            fd: self.listener_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: a valid pollfd array and signal mask; no timeout.
+        let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), 1, std::ptr::null(), mask) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
