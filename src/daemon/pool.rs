@@ -840,8 +840,9 @@ impl Waiter {
     /// unblocked) in force during the wait only. EINTR is a normal return.
     ///
     /// Every idle worker wakes for a connection and one wins it. An exclusive wakeup
-    /// (epoll's EPOLLEXCLUSIVE) was tried: it halved the rate at one client at a time on the
-    /// 2-CPU VM, because the one worker it wakes is often on the idle CPU.
+    /// (epoll's EPOLLEXCLUSIVE) was tried and measured: with one client at a time on the
+    /// 2-CPU VM it halved the message rate and cost more CPU per message (probably because
+    /// the one worker it wakes often sits on the idle CPU).
     fn wait(&self, mask: &libc::sigset_t) -> io::Result<()> {
         let mut fds = [libc::pollfd {
             fd: self.listener_fd,
