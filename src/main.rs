@@ -299,7 +299,7 @@ fn temp_dir() -> std::io::Result<PathBuf> {
 
 fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitCode {
     let loaded = load(opts, name);
-    let chain = match loaded.chain {
+    let mut chain = match loaded.chain {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -309,7 +309,7 @@ fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitC
         }
     };
     // Modules may edit the message and control files: work on copies, never on the queue.
-    let run = || -> std::io::Result<(String, Vec<String>)> {
+    let mut run = || -> std::io::Result<(String, Vec<String>)> {
         let dir = temp_dir()?;
         let result = (|| {
             let copy = |from: &Path, to: &Path| {
