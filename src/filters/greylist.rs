@@ -314,7 +314,7 @@ mod tests {
         set_clock(T0 + 500.0);
         assert_eq!(h.run(&g), greylisted("00:05:00"));
         set_clock(T0 + 560.0);
-        assert_eq!(h.run(&g), greylisted("00:04:00"));
+        assert_eq!(h.run(&g), greylisted("00:03:59"));
         // A delivered recipient (S1: "new") does not count.
         h.control("sa@x.example\nrold@e2e.test\nR\nN\nrnew@e2e.test\nR\nN\nS1 250 ok\nOTCPREMOTEIP=2001:db8::8\n");
         assert_eq!(h.run(&g), Verdict::Continue);
