@@ -127,7 +127,7 @@ fn ratelimit_under_concurrency(backend: Backend) {
     );
     let (ld, lc) = message(&f, "l", &control("a@e2e.test", &["b@e2e.test"], None));
     let socket = f.socket_path();
-    stateful::room_in_this_minute(30);
+    stateful::room_in_this_minute(10);
     let replies: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| s.spawn(|| (0..5).map(|_| send(&socket, &d, &c)).collect::<Vec<_>>()))
@@ -384,4 +384,84 @@ fn eventually(socket: &Path, d: &Path, c: &Path, want: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     last
+}
+
+/// PostgreSQL stopped under a running daemon: every message tempfails (never passes
+/// unchecked) with a log line; once the server is back, the same workers reconnect and
+/// decide as before (the greylisting state is intact).
+#[test]
+fn postgres_outage_tempfails_then_recovers() {
+    let cluster = rustfilter::store::testing::temp_cluster();
+    let backend = Backend::Postgres(cluster.config());
+    let f = start("greylist\n", "[greylist]\ngreylist_time = 0\n", &backend, 2);
+    let socket = f.socket_path();
+    let (da, ca) = message(
+        &f,
+        "a",
+        &control("a@remote.example", &["u@e2e.test"], Some("192.0.2.1")),
+    );
+    let (db, cb) = message(
+        &f,
+        "b",
+        &control("b@remote.example", &["u@e2e.test"], Some("192.0.2.1")),
+    );
+    assert_eq!(send(&socket, &da, &ca), greylisted("00:00:00"));
+    assert_eq!(send(&socket, &da, &ca), "200 Ok");
+
+    cluster.stop();
+    for _ in 0..4 {
+        assert_eq!(send(&socket, &da, &ca), TEMPFAIL_GREYLIST);
+        assert_eq!(send(&socket, &db, &cb), TEMPFAIL_GREYLIST);
+    }
+    let log = f.stderr();
+    assert!(
+        log.contains("Uncaught exception in \"greylist\" do_filter function: greylist TtlDb: "),
+        "{log}"
+    );
+
+    cluster.start();
+    assert_eq!(
+        eventually(&socket, &da, &ca, "200 Ok"),
+        "200 Ok",
+        "{}",
+        f.stderr()
+    );
+    for _ in 0..4 {
+        assert_eq!(send(&socket, &da, &ca), "200 Ok");
+    }
+    assert_eq!(send(&socket, &db, &cb), greylisted("00:00:00"));
+    assert_eq!(send(&socket, &db, &cb), "200 Ok");
+}
+
+/// Two daemons ("hosts") on one store share the counts, and the counts survive a restart.
+fn ratelimit_shared_and_persistent(backend: Backend) {
+    // A window of an hour: the minute boundaries do not matter.
+    let modules = "[ratelimit]\nmax_connections = 5\ninterval = 60\n";
+    let ip = Some("203.0.113.9");
+    let one = start("ratelimit\n", modules, &backend, 2);
+    let two = start("ratelimit\n", modules, &backend, 2);
+    let (d1, c1) = message(&one, "m", &control("a@remote.example", &["u@e2e.test"], ip));
+    let (d2, c2) = message(&two, "m", &control("a@remote.example", &["u@e2e.test"], ip));
+    for _ in 0..2 {
+        assert_eq!(send(&one.socket_path(), &d1, &c1), "200 Ok");
+        assert_eq!(send(&two.socket_path(), &d2, &c2), "200 Ok");
+    }
+    drop(one);
+    let one = start("ratelimit\n", modules, &backend, 2);
+    let (d1, c1) = message(&one, "m", &control("a@remote.example", &["u@e2e.test"], ip));
+    assert_eq!(send(&one.socket_path(), &d1, &c1), "200 Ok");
+    let refused = "421 Too many messages from 203.0.113.9, slow down.";
+    assert_eq!(send(&one.socket_path(), &d1, &c1), refused);
+    assert_eq!(send(&two.socket_path(), &d2, &c2), refused);
+}
+
+#[test]
+fn ratelimit_shared_and_persistent_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ratelimit_shared_and_persistent(Backend::SqliteIn(dir.path().to_path_buf()));
+}
+
+#[test]
+fn ratelimit_shared_and_persistent_postgres() {
+    ratelimit_shared_and_persistent(Backend::postgres());
 }

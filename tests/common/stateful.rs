@@ -17,6 +17,8 @@ use super::common::{Filter, Options, read_reply};
 pub enum Backend {
     /// `<root>/db/ttldb.sqlite`
     Sqlite,
+    /// `<dir>/ttldb.sqlite`, e.g. shared by two daemons.
+    SqliteIn(PathBuf),
     Postgres(PgConfig),
 }
 
@@ -33,6 +35,9 @@ impl Backend {
                 "[ttldb]\ntype = 'sqlite'\ndir = '{}'\n",
                 root.join("db").display()
             ),
+            Backend::SqliteIn(dir) => {
+                format!("[ttldb]\ntype = 'sqlite'\ndir = '{}'\n", dir.display())
+            }
             Backend::Postgres(pg) => format!(
                 "[ttldb]\ntype = 'postgresql'\nhost = '{}'\nport = {}\ndb = '{}'\nuser = '{}'\npassword = '{}'\n",
                 pg.host, pg.port, pg.db, pg.user, pg.password
