@@ -75,7 +75,7 @@ impl RateLimit {
     pub fn from_section(sec: &Section<'_>) -> Result<RateLimit, ConfigError> {
         let limit = Limit::from_section(sec, TABLE, 60, 1)?;
         let limit_network = sec.bool("limit_network", false)?;
-        log::debug!("Initialized the ratelimit python filter");
+        super::initialized("ratelimit");
         Ok(RateLimit {
             limit,
             limit_network,

@@ -24,7 +24,7 @@ pub fn build(sec: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigEr
 impl RateLimitAuth {
     pub fn from_section(sec: &Section<'_>) -> Result<RateLimitAuth, ConfigError> {
         let limit = Limit::from_section(sec, TABLE, 50, 120)?;
-        log::debug!("Initialized the ratelimitauth python filter");
+        super::initialized("ratelimitauth");
         Ok(RateLimitAuth { limit })
     }
 }
