@@ -100,11 +100,18 @@ fn greylist_under_concurrency(backend: Backend) {
         replies
             .iter()
             .all(|r| r.starts_with("451 4.7.1 Greylisting in action, please come back in ")),
-        "{replies:?}"
+        "{replies:?}\n{}",
+        f.stderr()
     );
+    // (With PostgreSQL the database is the one of the first daemon.)
+    let key = md5_key(&["a@remote.example", "b@e2e.test", "192.0.2"]);
     let not_passed = dump(f.root(), "greylist_NotPassed");
-    assert_eq!(not_passed.len(), 1);
-    assert_eq!(dump(f.root(), "greylist_Passed").len(), 0);
+    assert_eq!(not_passed.iter().filter(|(k, _)| *k == key).count(), 1);
+    assert!(
+        !dump(f.root(), "greylist_Passed")
+            .iter()
+            .any(|(k, _)| *k == key)
+    );
 }
 
 /// `max_connections = 10`, 40 messages from one address at once from 8 threads: exactly 10

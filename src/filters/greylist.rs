@@ -81,7 +81,9 @@ impl Greylist {
     fn decide(&self, tx: &mut dyn Tx, key: &str, now: f64) -> Result<Option<f64>, StoreError> {
         let stamp = now as i64;
         if let Some(first) = tx.get(NOT_PASSED, key)? {
-            let wait = first as f64 + self.greylist_time - now;
+            // A first-seen time after `now` (another host's clock ahead, or a worker that
+            // waited for the lock with an older clock reading) never lengthens the wait.
+            let wait = (first as f64 + self.greylist_time - now).min(self.greylist_time);
             if wait > 0.0 {
                 return Ok(Some(wait));
             }
@@ -129,13 +131,13 @@ impl Filter for Greylist {
             None | Some("") => return Ok(Verdict::Continue),
             Some(s) => s.to_lowercase(),
         };
-        let now = (self.clock)();
         let fail = |e: StoreError| FilterError::new(format!("greylist TtlDb: {e}"));
+        let purge_time = (self.clock)() as i64;
         ctx.store
-            .maybe_purge(&self.passed, now as i64)
+            .maybe_purge(&self.passed, purge_time)
             .map_err(fail)?;
         ctx.store
-            .maybe_purge(&self.not_passed, now as i64)
+            .maybe_purge(&self.not_passed, purge_time)
             .map_err(fail)?;
         let keys: Vec<String> = ctx
             .envelope
@@ -146,6 +148,8 @@ impl Filter for Greylist {
         let max_wait = ctx
             .store
             .transaction(&[&self.passed, &self.not_passed], &[], |tx| {
+                // Read per attempt: a retried transaction runs later.
+                let now = (self.clock)();
                 let mut max_wait: Option<f64> = None;
                 for key in &keys {
                     if let Some(wait) = self.decide(tx, key, now)? {
@@ -328,6 +332,31 @@ mod tests {
         assert_eq!(h.dump(PASSED).len(), 2);
     }
 
+    /// A first-seen time ahead of this host's clock (another host's clock is ahead) does not
+    /// make the wait longer than greylist_time.
+    fn first_seen_in_the_future(backend: Backend) {
+        let h = Harness::new(backend, ONE);
+        let g = greylist(&h);
+        let key = md5_key(&["alice@example.org", "bob@e2e.test", "192.0.2"]);
+        h.fx.store
+            .borrow_mut()
+            .transaction(&[&g.passed, &g.not_passed], &[], |tx| {
+                tx.set(NOT_PASSED, &key, T0 as i64 + 100)
+            })
+            .expect("store");
+        set_clock(T0);
+        assert_eq!(h.run(&g), greylisted("00:05:00"));
+        let mut g0 = h
+            .section(
+                "greylist",
+                "[greylist]\ngreylist_time = 0\n",
+                Greylist::from_section,
+            )
+            .expect("builds");
+        g0.clock = test_clock_f64;
+        assert_eq!(h.run(&g0), Verdict::Continue);
+    }
+
     fn no_decision_without_sender_or_client_ip(backend: Backend) {
         let h = Harness::new(backend, "s\nrb@e2e.test\nR\nN\nOTCPREMOTEIP=192.0.2.1\n");
         let g = greylist(&h);
@@ -376,6 +405,7 @@ mod tests {
     crate::filters::stateful_testutil::on_both_backends!(
         a_triplet_waits_then_passes,
         every_recipient_must_pass,
+        first_seen_in_the_future,
         no_decision_without_sender_or_client_ip,
         old_entries_are_purged,
         store_failure_is_an_error,

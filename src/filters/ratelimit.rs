@@ -54,14 +54,13 @@ impl Limit {
     /// Count one message for `key` in the current minute, atomically, and say whether the sum
     /// over the window is above the limit.
     pub fn exceeded(&self, store: &mut Store, key: &str) -> Result<bool, StoreError> {
-        let now = (self.clock)();
-        store.maybe_purge_counters(&self.counter, now)?;
-        let minute = now.div_euclid(60);
-        let first = minute - self.counter.window_minutes + 1;
+        store.maybe_purge_counters(&self.counter, (self.clock)())?;
         let table = self.counter.name.as_str();
         let sum = store.transaction(&[], &[&self.counter], |tx| {
+            // Read per attempt: a retried transaction runs later, maybe in the next minute.
+            let minute = (self.clock)().div_euclid(60);
             tx.count(table, key, minute, 1)?;
-            tx.count_sum(table, key, first, minute)
+            tx.count_sum(table, key, minute - self.counter.window_minutes + 1, minute)
         })?;
         Ok(sum > self.max_connections)
     }
