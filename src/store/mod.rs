@@ -10,6 +10,8 @@
 pub mod import;
 pub mod postgres;
 pub mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::fmt;
