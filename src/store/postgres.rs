@@ -33,6 +33,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// a lock is cancelled by the server (a transient error) before the socket read gives up
 /// and the connection has to be dropped.
 const STATEMENT_TIMEOUT_MS: &str = "8000";
+/// Purges and dumps may scan a large table: they get this long instead.
+pub const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
 enum Stream {
     Tcp(TcpStream),
@@ -603,17 +605,51 @@ impl PgBackend {
         })
     }
 
-    /// DDL that two sessions may race on: losing the race is transient (retry sees the table).
-    fn create(&mut self, sql: &str) -> Result<(), StoreError> {
+    /// Run a maintenance statement (purge, dump) with [`MAINTENANCE_TIMEOUT`] instead of the
+    /// short limits meant for a message's transaction.
+    fn maintenance(&mut self, op: Op, table: &str, params: &[&str]) -> Result<Reply, StoreError> {
+        check_table(table)?;
         self.ensure_connected()?;
-        match self.simple(sql) {
-            Ok(_) => Ok(()),
-            Err(mut e) => {
-                if e.message.contains("(SQLSTATE 23505)") || e.message.contains("(SQLSTATE 42P07)")
-                {
+        let secs = MAINTENANCE_TIMEOUT.as_secs();
+        self.simple(&format!("SET statement_timeout = '{secs}s'"))?;
+        let long = MAINTENANCE_TIMEOUT + Duration::from_secs(10);
+        self.stream
+            .set_timeouts(long)
+            .map_err(|e| self.io_error(e))?;
+        let result = self.prepared(op, table, params);
+        if !self.broken {
+            self.stream
+                .set_timeouts(IO_TIMEOUT)
+                .map_err(|e| self.io_error(e))?;
+            // In a failed transaction this fails, and the rollback undoes the SET anyway.
+            let _ = self.simple(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"));
+        }
+        result
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS`, which two sessions may race on: the loser gets a unique
+    /// violation on the catalog (SQLSTATE 23505), or "relation/type already exists" (42P07,
+    /// 42710). Outside a transaction it simply tries again (the winner's table is then
+    /// visible); inside one the error is transient.
+    fn create(&mut self, sql: &str) -> Result<(), StoreError> {
+        let mut attempts = 0;
+        loop {
+            self.ensure_connected()?;
+            match self.simple(sql) {
+                Ok(_) => return Ok(()),
+                Err(mut e) => {
+                    let race = ["23505", "42P07", "42710"]
+                        .iter()
+                        .any(|c| e.message.contains(&format!("(SQLSTATE {c})")));
+                    if !race {
+                        return Err(e);
+                    }
                     e.transient = true;
+                    attempts += 1;
+                    if self.in_tx || attempts >= 3 {
+                        return Err(e);
+                    }
                 }
-                Err(e)
             }
         }
     }
@@ -779,22 +815,19 @@ impl Backend for PgBackend {
     }
 
     fn purge_ttl(&mut self, table: &str, cutoff: i64) -> Result<u64, StoreError> {
-        self.ensure_connected()?;
         Ok(self
-            .prepared(Op::PurgeTtl, table, &[&cutoff.to_string()])?
+            .maintenance(Op::PurgeTtl, table, &[&cutoff.to_string()])?
             .affected())
     }
 
     fn purge_counters(&mut self, table: &str, first_kept: i64) -> Result<u64, StoreError> {
-        self.ensure_connected()?;
         Ok(self
-            .prepared(Op::PurgeCounters, table, &[&first_kept.to_string()])?
+            .maintenance(Op::PurgeCounters, table, &[&first_kept.to_string()])?
             .affected())
     }
 
     fn dump_ttl(&mut self, table: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        self.ensure_connected()?;
-        let reply = self.prepared(Op::Dump, table, &[])?;
+        let reply = self.maintenance(Op::Dump, table, &[])?;
         let mut out = Vec::with_capacity(reply.rows.len());
         for row in &reply.rows {
             let (Some(Some(id)), Some(v)) = (row.first(), row.get(1)) else {
@@ -851,5 +884,88 @@ mod tests {
         assert_eq!(r("DELETE 12").affected(), 12);
         assert_eq!(r("INSERT 0 1").affected(), 1);
         assert_eq!(r("CREATE TABLE").affected(), 0);
+    }
+}
+
+/// The same, on a real server (tests/services/postgres.sh, started on demand).
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use crate::store::testing;
+
+    fn connect(config: &PgConfig) -> PgBackend {
+        match PgBackend::connect(config) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn statements_are_prepared_once_per_connection() {
+        let config = testing::postgres_database();
+        let mut b = connect(&config);
+        // A failed Parse (no table yet) leaves nothing behind.
+        assert!(b.get("t", "k").is_err());
+        assert!(b.statements.is_empty());
+        b.ensure_ttl_table("t").expect("create");
+        for i in 0..5 {
+            b.set("t", "k", i).expect("set");
+            assert_eq!(b.get("t", "k").expect("get"), Some(i));
+        }
+        assert_eq!(b.statements.len(), 2);
+        // Another spelling is another statement on the same table.
+        assert_eq!(b.get("T", "k").expect("get"), Some(4));
+        assert_eq!(b.statements.len(), 3);
+        // A new connection prepares them again.
+        b.reconnect().expect("reconnect");
+        assert!(b.statements.is_empty());
+        assert_eq!(b.get("t", "k").expect("get"), Some(4));
+    }
+
+    #[test]
+    fn maintenance_gets_a_longer_statement_timeout_then_restores_it() {
+        let config = testing::postgres_database();
+        let mut b = connect(&config);
+        let timeout = |b: &mut PgBackend| {
+            b.simple_query("SHOW statement_timeout").expect("show")[0][0].clone()
+        };
+        assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
+        b.ensure_ttl_table("t").expect("create");
+        b.set("t", "k", 5).expect("set");
+        assert_eq!(b.purge_ttl("t", 1).expect("purge"), 0);
+        assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
+        b.begin().expect("begin");
+        assert_eq!(b.dump_ttl("t").expect("dump"), vec![("k".to_string(), 5)]);
+        assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
+        b.commit().expect("commit");
+        // A failed purge inside a transaction: the rollback restores it.
+        b.begin().expect("begin");
+        assert!(b.purge_ttl("missing", 1).is_err());
+        b.rollback();
+        assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
+    }
+
+    #[test]
+    fn racing_table_creations_all_succeed() {
+        let config = testing::postgres_database();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let config = config.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let mut b = connect(&config);
+                    barrier.wait();
+                    // Losers of the race (it happens) try again by themselves.
+                    b.ensure_counter_table("raced").expect("create");
+                    b.count("raced", "k", 1, 1).expect("count");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("thread");
+        }
+        let mut b = connect(&config);
+        assert_eq!(b.count_sum("raced", "k", 0, 2).expect("sum"), 6);
     }
 }
