@@ -189,6 +189,13 @@ impl ServerError {
     }
 }
 
+/// The connection is unusable (or could not be opened): transient, and the caller should
+/// reconnect. Every such error is made here, so that a store error type with a separate
+/// "connection lost" flag needs one change (`StoreError::connection_lost`) here only.
+fn lost(message: String) -> StoreError {
+    StoreError::transient(message)
+}
+
 /// The reference's table names are plain identifiers, used unquoted.
 fn check_table(table: &str) -> Result<(), StoreError> {
     let ok = !table.is_empty()
@@ -295,12 +302,12 @@ impl PgBackend {
             io::ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
             _ => format!("connection lost: {e}"),
         };
-        StoreError::transient(format!("{}: {what}", self.describe()))
+        lost(format!("{}: {what}", self.describe()))
     }
 
     fn protocol_error(&mut self, what: impl std::fmt::Display) -> StoreError {
         self.broken = true;
-        StoreError::transient(format!("{}: protocol error: {what}", self.describe()))
+        lost(format!("{}: protocol error: {what}", self.describe()))
     }
 
     fn server_error(&mut self, e: &ServerError) -> StoreError {
@@ -312,15 +319,16 @@ impl PgBackend {
             msg.push_str(": ");
             msg.push_str(&e.detail);
         }
-        StoreError {
-            message: msg,
-            transient: e.transient(),
+        match (e.transient(), e.fatal()) {
+            (true, true) => lost(msg),
+            (true, false) => StoreError::transient(msg),
+            (false, _) => StoreError::new(msg),
         }
     }
 
     fn usable(&mut self) -> Result<(), StoreError> {
         if self.broken {
-            Err(StoreError::transient(format!(
+            Err(lost(format!(
                 "{}: the connection was lost",
                 self.describe()
             )))
@@ -674,17 +682,14 @@ fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
             config.host.trim_end_matches('/'),
             config.port
         );
-        let s = UnixStream::connect(&path).map_err(|e| {
-            StoreError::transient(format!("PostgreSQL: cannot connect to {path}: {e}"))
-        })?;
+        let s = UnixStream::connect(&path)
+            .map_err(|e| lost(format!("PostgreSQL: cannot connect to {path}: {e}")))?;
         Stream::Unix(s)
     } else {
         let target = format!("{}:{}", config.host, config.port);
         let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
             .to_socket_addrs()
-            .map_err(|e| {
-                StoreError::transient(format!("PostgreSQL: cannot resolve {target}: {e}"))
-            })?
+            .map_err(|e| lost(format!("PostgreSQL: cannot resolve {target}: {e}")))?
             .collect();
         let mut last = None;
         let mut found = None;
@@ -703,7 +708,7 @@ fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
                 Some(e) => e.to_string(),
                 None => "no address".to_string(),
             };
-            return Err(StoreError::transient(format!(
+            return Err(lost(format!(
                 "PostgreSQL: cannot connect to {target}: {why}"
             )));
         };
@@ -713,7 +718,7 @@ fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
     };
     stream
         .set_timeouts(CONNECT_TIMEOUT)
-        .map_err(|e| StoreError::transient(format!("PostgreSQL: socket setup failed: {e}")))?;
+        .map_err(|e| lost(format!("PostgreSQL: socket setup failed: {e}")))?;
     Ok(stream)
 }
 
