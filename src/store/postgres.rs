@@ -384,6 +384,10 @@ impl PgBackend {
             ("application_name", "rustfilter"),
             ("client_encoding", "UTF8"),
             ("statement_timeout", STATEMENT_TIMEOUT_MS),
+            // SERIALIZABLE takes a predicate lock on the whole table for a sequential scan,
+            // which the planner picks for small tables: every two concurrent transactions
+            // would then conflict. Index lookups lock index pages only.
+            ("enable_seqscan", "off"),
         ];
         if let Err(e) = frontend::startup_message(params, &mut self.wbuf) {
             self.wbuf.clear();
@@ -619,7 +623,10 @@ impl PgBackend {
         check_table(table)?;
         self.ensure_connected()?;
         let secs = MAINTENANCE_TIMEOUT.as_secs();
-        self.simple(&format!("SET statement_timeout = '{secs}s'"))?;
+        // Purges filter on unindexed columns: a sequential scan is the right plan there.
+        self.simple(&format!(
+            "SET statement_timeout = '{secs}s'; SET enable_seqscan = on"
+        ))?;
         let long = MAINTENANCE_TIMEOUT + Duration::from_secs(10);
         self.stream
             .set_timeouts(long)
@@ -630,7 +637,9 @@ impl PgBackend {
                 .set_timeouts(IO_TIMEOUT)
                 .map_err(|e| self.io_error(e))?;
             // In a failed transaction this fails, and the rollback undoes the SET anyway.
-            let _ = self.simple(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"));
+            let _ = self.simple(&format!(
+                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET enable_seqscan = off"
+            ));
         }
         result
     }
@@ -932,7 +941,10 @@ mod server_tests {
         let config = testing::postgres_database();
         let mut b = connect(&config);
         let timeout = |b: &mut PgBackend| {
-            b.simple_query("SHOW statement_timeout").expect("show")[0][0].clone()
+            let t = b.simple_query("SHOW statement_timeout").expect("show")[0][0].clone();
+            let s = b.simple_query("SHOW enable_seqscan").expect("show")[0][0].clone();
+            assert_eq!(s.as_deref(), Some("off"));
+            t
         };
         assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
         b.ensure_ttl_table("t").expect("create");
