@@ -29,10 +29,11 @@ use super::{Backend, PgConfig, StoreError, Tx};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on every later socket read or write.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Sent as the session's `statement_timeout`: below [`IO_TIMEOUT`], so a statement stuck on
-/// a lock is cancelled by the server (a transient error) before the socket read gives up
-/// and the connection has to be dropped.
-const STATEMENT_TIMEOUT_MS: &str = "8000";
+/// The settings of every session (restored after maintenance statements). The
+/// `statement_timeout` (ms) is below [`IO_TIMEOUT`], so that a statement stuck on a lock is
+/// cancelled by the server (a transient error) before the socket read gives up and the
+/// connection has to be dropped.
+const SESSION_SETTINGS: &str = "SET statement_timeout = 8000; SET enable_seqscan = off";
 /// Purges and dumps may scan a large table: they get this long instead.
 pub const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -383,11 +384,6 @@ impl PgBackend {
             ("database", db.as_str()),
             ("application_name", "rustfilter"),
             ("client_encoding", "UTF8"),
-            ("statement_timeout", STATEMENT_TIMEOUT_MS),
-            // SERIALIZABLE takes a predicate lock on the whole table for a sequential scan,
-            // which the planner picks for small tables: every two concurrent transactions
-            // would then conflict. Index lookups lock index pages only.
-            ("enable_seqscan", "off"),
         ];
         if let Err(e) = frontend::startup_message(params, &mut self.wbuf) {
             self.wbuf.clear();
@@ -479,6 +475,11 @@ impl PgBackend {
         self.stream
             .set_timeouts(IO_TIMEOUT)
             .map_err(|e| self.io_error(e))?;
+        // Set here rather than as startup parameters, which connection poolers may refuse.
+        // SERIALIZABLE takes a predicate lock on the whole table for a sequential scan, which
+        // the planner picks for small tables: any two concurrent transactions would then
+        // conflict. Index lookups lock index pages only.
+        self.simple(SESSION_SETTINGS)?;
         Ok(())
     }
 
@@ -637,9 +638,7 @@ impl PgBackend {
                 .set_timeouts(IO_TIMEOUT)
                 .map_err(|e| self.io_error(e))?;
             // In a failed transaction this fails, and the rollback undoes the SET anyway.
-            let _ = self.simple(&format!(
-                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET enable_seqscan = off"
-            ));
+            let _ = self.simple(SESSION_SETTINGS);
         }
         result
     }
