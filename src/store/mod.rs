@@ -201,6 +201,10 @@ pub struct Counter {
 }
 
 /// One worker's handle on the store: lazy connection, transactions with retry, purges.
+///
+/// A process that forks workers should not run a transaction before forking (SQLite keeps
+/// per-process lock state that a child must not inherit). Should it have done so anyway, a
+/// child never uses (nor closes) the inherited connection: it opens its own.
 pub struct Store {
     config: StoreConfig,
     backend: Option<Box<dyn Backend>>,
@@ -382,7 +386,15 @@ impl Store {
             if !err.transient {
                 return Err(err);
             }
-            let backoff = Duration::from_millis(5u64 << attempts.min(6));
+            // Exponential, with jitter so that workers that collided do not retry in step.
+            let base = 5u64 << attempts.min(6);
+            let jitter = u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0),
+            ) % (base / 2 + 1);
+            let backoff = Duration::from_millis(base + jitter);
             if attempts >= MAX_ATTEMPTS || start.elapsed() + backoff > RETRY_BUDGET {
                 // A fresh connection next time, in case this one is stuck in a bad state.
                 self.disconnect();
@@ -729,6 +741,74 @@ mod tests {
             .transaction(&[], &[&c], |tx| tx.count_sum(&c.name, "key", 0, 100))
             .expect("sum");
         assert_eq!(total, 1600);
+    }
+
+    /// Pre-forked workers: the parent's connection is inherited but never used by the children
+    /// (each opens its own), and the parent's keeps working.
+    #[test]
+    fn forked_workers_open_their_own_connections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Counter {
+            name: "forked".into(),
+            window_minutes: 60,
+            purge_interval: 60,
+        };
+        let mut store = sqlite_store(dir.path());
+        store
+            .transaction(&[], &[&c], |tx| tx.count(&c.name, "key", 42, 1))
+            .expect("parent count");
+        assert!(store.is_connected());
+        let mut children = Vec::new();
+        for _ in 0..8 {
+            // SAFETY: the child only uses the store and leaves with _exit.
+            match unsafe { libc::fork() } {
+                -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                0 => {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if store.is_connected() {
+                            return 3;
+                        }
+                        for _ in 0..200 {
+                            if store
+                                .transaction(&[], &[&c], |tx| tx.count(&c.name, "key", 42, 1))
+                                .is_err()
+                            {
+                                return 1;
+                            }
+                        }
+                        0
+                    }));
+                    // SAFETY: ends the child without running the parent's destructors.
+                    unsafe { libc::_exit(result.unwrap_or(2)) }
+                }
+                pid => children.push(pid),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(&pid) = children.first() {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if done == pid {
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "child {pid} failed: status {status:#x}"
+                );
+                children.remove(0);
+            } else if Instant::now() > deadline {
+                for &pid in &children {
+                    // SAFETY: killing our own children.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                panic!("forked workers did not finish within 60 s");
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let total = store
+            .transaction(&[], &[&c], |tx| tx.count_sum(&c.name, "key", 0, 100))
+            .expect("parent still connected");
+        assert_eq!(total, 1 + 1600);
     }
 
     #[test]

@@ -18,6 +18,28 @@ use super::{Backend, StoreError, Tx, check_table_name};
 /// else keeps the database locked).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The busy handler: SQLite's own (`busy_timeout`) sleeps up to 100 ms between tries, far
+/// longer than a worker holds the write lock, so under load some workers would wait much
+/// longer than needed while others take turns. Polling every 0.1–1 ms keeps waits short and
+/// fair enough, for at most [`BUSY_TIMEOUT`].
+fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut since = std::time::Instant::now();
+    move |polls| {
+        if polls == 0 {
+            since = std::time::Instant::now();
+        } else if since.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        let micros = if polls < 10 {
+            100 * (polls.max(0) as u64 + 1)
+        } else {
+            1000
+        };
+        std::thread::sleep(Duration::from_micros(micros));
+        true
+    }
+}
+
 pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
@@ -69,7 +91,7 @@ impl SqliteBackend {
             ));
             err
         };
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -83,7 +105,8 @@ impl SqliteBackend {
             )));
         }
         // Before the pragmas: switching to WAL needs a lock another worker may hold.
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.busy_handler(Some(busy_handler()))
+            .map_err(open_error)?;
         // WAL: readers never block the writer. synchronous=NORMAL: in WAL mode the database
         // stays consistent after a crash or power loss; only the last transactions before a
         // power loss may be lost, which is acceptable for greylist/rate state and saves an
