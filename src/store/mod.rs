@@ -217,9 +217,12 @@ pub struct Store {
 }
 
 /// Retries of transient errors stop when the next one would start later than this after the
-/// transaction began (SQLite waits up to its busy timeout inside each attempt on top).
-const RETRY_BUDGET: Duration = Duration::from_millis(400);
-const MAX_ATTEMPTS: u32 = 8;
+/// first attempt began on an open connection (opening, e.g. SCRAM authentication, does not
+/// count). An attempt that waited out SQLite's busy timeout has used it all, so it is not
+/// repeated; PostgreSQL serialization conflicts between workers on the same key take a few
+/// quick retries.
+const RETRY_BUDGET: Duration = Duration::from_millis(500);
+const MAX_ATTEMPTS: u32 = 30;
 
 /// What a table holds, so the right schema is created.
 #[derive(Clone, Copy)]
@@ -353,22 +356,17 @@ impl Store {
         for (name, _) in tables {
             check_table_name(name)?;
         }
-        let start = Instant::now();
+        let mut work_start = None;
         let mut reconnected = false;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             let had_connection = self.is_connected();
-            let err = match self.attempt(tables, &mut op) {
+            let err = match self.attempt(tables, &mut op, &mut work_start) {
                 Ok(value) => return Ok(value),
-                Err(AttemptError::Open(err)) => {
-                    // Opening failed (server down, bad directory): retrying in a loop would only
-                    // delay the tempfail, unless it is a plain busy/conflict.
-                    if !err.transient || err.connection_lost {
-                        return Err(err);
-                    }
-                    err
-                }
+                // Opening failed (server down, bad directory): retrying in a loop would only
+                // delay the tempfail (SQLite's busy handler already waited while opening).
+                Err(AttemptError::Open(err)) => return Err(err),
                 Err(AttemptError::Use(err)) => err,
             };
             if err.connection_lost {
@@ -386,23 +384,23 @@ impl Store {
             if !err.transient {
                 return Err(err);
             }
-            // Exponential, with jitter so that workers that collided do not retry in step.
-            let base = 5u64 << attempts.min(6);
-            let jitter = u64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0),
-            ) % (base / 2 + 1);
-            let backoff = Duration::from_millis(base + jitter);
-            if attempts >= MAX_ATTEMPTS || start.elapsed() + backoff > RETRY_BUDGET {
+            // Exponential up to 32 ms, times a random 0.5–1.5 so that workers that collided
+            // do not retry in step.
+            let base_us = 1000u64 << (attempts - 1).min(5);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let backoff = Duration::from_micros(base_us / 2 + u64::from(nanos) % (base_us + 1));
+            let elapsed = work_start.map_or(Duration::ZERO, |t: Instant| t.elapsed());
+            if attempts >= MAX_ATTEMPTS || elapsed + backoff > RETRY_BUDGET {
                 // A fresh connection next time, in case this one is stuck in a bad state.
                 self.disconnect();
                 return Err(StoreError {
                     message: format!(
                         "{} (gave up after {attempts} attempts in {} ms)",
                         err.message,
-                        start.elapsed().as_millis()
+                        elapsed.as_millis()
                     ),
                     ..err
                 });
@@ -415,6 +413,7 @@ impl Store {
         &mut self,
         tables: &[(&str, TableKind)],
         op: &mut impl FnMut(&mut dyn Backend) -> Result<T, StoreError>,
+        work_start: &mut Option<Instant>,
     ) -> Result<T, AttemptError> {
         if !self.is_connected() {
             self.disconnect();
@@ -425,16 +424,25 @@ impl Store {
         let Some(backend) = self.backend.as_deref_mut() else {
             return Err(AttemptError::Open(StoreError::new("store: no connection")));
         };
-        for (name, kind) in tables {
-            if self.ensured.contains(*name) {
+        work_start.get_or_insert_with(Instant::now);
+        for &(name, kind) in tables {
+            if self.ensured.contains(name) {
                 continue;
             }
-            match kind {
+            let ensure = |backend: &mut dyn Backend| match kind {
                 TableKind::Ttl => backend.ensure_ttl_table(name),
                 TableKind::Counter => backend.ensure_counter_table(name),
+            };
+            if let Err(err) = ensure(backend) {
+                if err.transient || err.connection_lost {
+                    return Err(AttemptError::Use(err));
+                }
+                // Two workers creating the same table at once: PostgreSQL can report a unique
+                // violation to one of them although the table now exists. Asking again
+                // settles it; a real problem fails again.
+                ensure(backend).map_err(AttemptError::Use)?;
             }
-            .map_err(AttemptError::Use)?;
-            self.ensured.insert((*name).to_string());
+            self.ensured.insert(name.to_string());
         }
         backend.begin().map_err(AttemptError::Use)?;
         match op(backend).and_then(|value| backend.commit().map(|()| value)) {
@@ -478,7 +486,7 @@ mod pg_backend {
 
     pub(super) struct Slot<B>(pub(super) B);
 
-    // Unused while postgres.rs is the stub.
+    // One of the two is unused: IsBackend while postgres.rs is the stub, NotBackend after.
     #[allow(dead_code)]
     pub(super) trait IsBackend {
         fn into_backend(self) -> Result<Box<dyn Backend>, StoreError>;
@@ -490,6 +498,7 @@ mod pg_backend {
         }
     }
 
+    #[allow(dead_code)]
     pub(super) trait NotBackend {
         fn into_backend(self) -> Result<Box<dyn Backend>, StoreError>;
     }
