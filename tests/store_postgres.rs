@@ -542,3 +542,101 @@ fn connect_and_query_latency() {
     );
     assert!(tcp < Duration::from_secs(1) && tx < Duration::from_secs(1));
 }
+
+/// The same through [`Store`], as the modules use it: each thread is a worker with its own
+/// store and connection; conflicts are retried inside `Store::transaction`.
+#[test]
+fn concurrent_store_transactions_lose_no_update() {
+    use rustfilter::store::{Counter, Store, StoreConfig, TtlDb};
+    const THREADS: usize = 8;
+    const EACH: i64 = 20;
+    let config = testing::postgres_database();
+    let db = TtlDb {
+        name: "greylist_Passed".into(),
+        ttl: 3600,
+        purge_interval: 60,
+    };
+    let counter = Counter {
+        name: "ratelimit_counts".into(),
+        window_minutes: 5,
+        purge_interval: 60,
+    };
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (config, db, counter) = (config.clone(), db.clone(), counter.clone());
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::new(StoreConfig::Postgres(config));
+                barrier.wait();
+                let mut gave_up = 0;
+                for _ in 0..EACH {
+                    let r = store.transaction(&[&db], &[&counter], |tx| {
+                        let n = tx.get(&db.name, "hot")?.unwrap_or(0);
+                        tx.set(&db.name, "hot", n + 1)?;
+                        tx.count(&counter.name, "hot", 1, 1)
+                    });
+                    match r {
+                        Ok(()) => {}
+                        // Under this contention a message may tempfail; it must not count.
+                        Err(e) if e.transient => gave_up += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                gave_up
+            })
+        })
+        .collect();
+    let gave_up: i64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+    let mut store = Store::new(StoreConfig::Postgres(config));
+    let (n, sum) = ok(store.transaction(&[&db], &[&counter], |tx| {
+        Ok((
+            tx.get(&db.name, "hot")?,
+            tx.count_sum(&counter.name, "hot", 0, 10)?,
+        ))
+    }));
+    let done = THREADS as i64 * EACH - gave_up;
+    assert_eq!(n, Some(done), "{gave_up} gave up");
+    assert_eq!(sum, done);
+    eprintln!("{done} committed, {gave_up} gave up after retries");
+}
+
+#[test]
+fn a_store_survives_a_killed_connection_and_a_restarted_server() {
+    use rustfilter::store::{Store, StoreConfig, TtlDb};
+    let db = TtlDb {
+        name: "t".into(),
+        ttl: 3600,
+        purge_interval: 60,
+    };
+    let cluster = testing::temp_cluster();
+    let mut store = Store::new(StoreConfig::Postgres(cluster.config()));
+    ok(store.transaction(&[&db], &[], |tx| tx.set("t", "k", 1)));
+
+    // Killed between messages: the next transaction reconnects by itself.
+    let mut su = connect(&cluster.superuser());
+    ok(su.simple_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = 'filterdb' AND pid <> pg_backend_pid()",
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ok(store.transaction(&[&db], &[], |tx| tx.get("t", "k"))),
+        Some(1)
+    );
+
+    // Server down: a prompt transient failure (the message tempfails), then recovery.
+    cluster.stop();
+    let t = Instant::now();
+    let e = store
+        .transaction(&[&db], &[], |tx| tx.get("t", "k"))
+        .expect_err("server down");
+    assert!(e.transient, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    cluster.start();
+    assert_eq!(
+        ok(store.transaction(&[&db], &[], |tx| tx.get("t", "k"))),
+        Some(1)
+    );
+    assert_eq!(ok(store.dump("t")), vec![("k".into(), 1)]);
+}

@@ -191,10 +191,9 @@ impl ServerError {
 }
 
 /// The connection is unusable (or could not be opened): transient, and the caller should
-/// reconnect. Every such error is made here, so that a store error type with a separate
-/// "connection lost" flag needs one change (`StoreError::connection_lost`) here only.
+/// reconnect.
 fn lost(message: String) -> StoreError {
-    StoreError::transient(message)
+    StoreError::connection_lost(message)
 }
 
 /// The reference's table names are plain identifiers, used unquoted.
