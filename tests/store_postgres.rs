@@ -245,7 +245,7 @@ fn scram_with_a_wrong_password_is_refused() {
     let e = PgBackend::connect(&config)
         .err()
         .expect("a wrong password must be refused");
-    assert!(!e.transient, "{e}");
+    assert!(!e.transient && !e.connection_lost, "{e}");
     assert!(
         e.message
             .contains("password authentication failed for user \"filter\""),
@@ -345,7 +345,7 @@ fn serialization_conflicts_are_transient() {
     ok(b.set("t", "x", 1));
     ok(a.commit());
     let e = b.commit().expect_err("the second commit must fail");
-    assert!(e.transient, "{e}");
+    assert!(e.transient && !e.connection_lost, "{e}");
     assert!(e.message.contains("40001"), "{e}");
     assert!(!b.is_broken());
     // The loser retries and now sees the winner's write.
@@ -381,7 +381,7 @@ fn a_killed_connection_is_transient_and_replaced() {
     let pid = b.backend_pid();
     kill(&mut su, pid);
     let e = b.get("t", "k").expect_err("the connection is gone");
-    assert!(e.transient, "{e}");
+    assert!(e.transient && e.connection_lost, "{e}");
     assert!(b.is_broken());
     let e = b.get("t", "k").expect_err("still broken");
     assert!(e.transient, "{e}");
@@ -428,7 +428,7 @@ fn a_stopped_server_fails_fast_and_comes_back() {
     let e = b.begin().expect_err("cannot reconnect");
     assert!(e.transient, "{e}");
     let e = PgBackend::connect(&config).err().expect("server stopped");
-    assert!(e.transient, "{e}");
+    assert!(e.transient && e.connection_lost, "{e}");
     assert!(e.message.contains("cannot connect"), "{e}");
     let mut local = config.clone();
     local.host = cluster.dir().to_string_lossy().into_owned();
