@@ -111,9 +111,19 @@ impl SqliteBackend {
         // stays consistent after a crash or power loss; only the last transactions before a
         // power loss may be lost, which is acceptable for greylist/rate state and saves an
         // fsync per message.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(open_error)?;
+        // WAL is a property of the file: only the first opener switches it. SQLite may answer
+        // SQLITE_BUSY here without calling the busy handler (another worker is switching it or
+        // recovering the WAL at the same moment), so retry for a bounded time.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)) {
+                Ok(mode) => break mode,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(open_error(e)),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::new(format!(
                 "cannot open the TtlDb store {}: journal_mode=WAL was refused (mode is '{mode}')",
@@ -149,6 +159,14 @@ impl SqliteBackend {
             .map_err(|e| self.error(what, e))?;
         stmt.execute(p).map_err(|e| self.error(what, e))
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Busy/locked are transient (retried); an I/O error or a replaced file makes the connection
