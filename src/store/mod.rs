@@ -472,45 +472,7 @@ pub fn check_table_name(name: &str) -> Result<(), StoreError> {
 fn open_backend(config: &StoreConfig) -> Result<Box<dyn Backend>, StoreError> {
     match config {
         StoreConfig::Sqlite { path } => Ok(Box::new(sqlite::SqliteBackend::open(path)?)),
-        StoreConfig::Postgres(pg) => {
-            #[allow(unused_imports)]
-            use pg_backend::{IsBackend, NotBackend};
-            pg_backend::Slot(postgres::PgBackend::connect(pg)?).into_backend()
-        }
-    }
-}
-
-/// Boxes the PostgreSQL backend as a `dyn Backend` once postgres.rs implements [`Backend`] for
-/// it; until then (the stub) the fallback impl is chosen and says so. Method resolution picks
-/// the by-value impl when its bound holds, the by-reference one otherwise.
-mod pg_backend {
-    use super::{Backend, StoreError};
-
-    pub(super) struct Slot<B>(pub(super) B);
-
-    // One of the two is unused: IsBackend while postgres.rs is the stub, NotBackend after.
-    #[allow(dead_code)]
-    pub(super) trait IsBackend {
-        fn into_backend(self) -> Result<Box<dyn Backend>, StoreError>;
-    }
-
-    impl<B: Backend + 'static> IsBackend for Slot<B> {
-        fn into_backend(self) -> Result<Box<dyn Backend>, StoreError> {
-            Ok(Box::new(self.0))
-        }
-    }
-
-    #[allow(dead_code)]
-    pub(super) trait NotBackend {
-        fn into_backend(self) -> Result<Box<dyn Backend>, StoreError>;
-    }
-
-    impl<B> NotBackend for &Slot<B> {
-        fn into_backend(self) -> Result<Box<dyn Backend>, StoreError> {
-            Err(StoreError::new(
-                "the PostgreSQL backend is not implemented in this build",
-            ))
-        }
+        StoreConfig::Postgres(pg) => Ok(Box::new(postgres::PgBackend::connect(pg)?)),
     }
 }
 
