@@ -67,7 +67,7 @@ fn greylist_under_concurrency(backend: Backend) {
         "replies: {replies:?}\nlog:\n{}",
         f.stderr()
     );
-    let log = f.stderr();
+    let log = stateful::wait_log_lines(&f, "CPU TIME ACCOUNTING", 48, Duration::from_secs(10));
     assert!(!log.contains("database is locked"), "{log}");
     assert!(!log.contains("Temporary failure"), "{log}");
     assert_eq!(dump(f.root(), "greylist_Passed").len(), 4);
@@ -154,7 +154,7 @@ fn ratelimit_under_concurrency(backend: Backend) {
     for _ in 0..12 {
         assert_eq!(send(&socket, &ld, &lc), "200 Ok");
     }
-    let log = f.stderr();
+    let log = stateful::wait_log_lines(&f, "CPU TIME ACCOUNTING", 52, Duration::from_secs(10));
     assert!(!log.contains("database is locked"), "{log}");
     assert!(!log.contains("Temporary failure"), "{log}");
 }
@@ -192,6 +192,11 @@ fn sqlite_unusable_tempfails_with_a_clear_log_line() {
     );
     assert_eq!(send(&f.socket_path(), &d, &c), TEMPFAIL_GREYLIST);
     assert_eq!(send(&f.socket_path(), &d, &c), TEMPFAIL_GREYLIST);
+    // The harness collects stderr in a thread: wait for the line.
+    f.wait_stderr(
+        "Uncaught exception in \"greylist\"",
+        Duration::from_secs(10),
+    );
     let log = f.stderr();
     let line = log
         .lines()
@@ -420,10 +425,13 @@ fn postgres_outage_tempfails_then_recovers() {
         assert_eq!(send(&socket, &da, &ca), TEMPFAIL_GREYLIST);
         assert_eq!(send(&socket, &db, &cb), TEMPFAIL_GREYLIST);
     }
-    let log = f.stderr();
     assert!(
-        log.contains("Uncaught exception in \"greylist\" do_filter function: greylist TtlDb: "),
-        "{log}"
+        f.wait_stderr(
+            "Uncaught exception in \"greylist\" do_filter function: greylist TtlDb: ",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        f.stderr()
     );
 
     cluster.start();

@@ -148,3 +148,18 @@ pub fn room_in_this_minute(need: u64) {
         std::thread::sleep(Duration::from_secs(60 - s));
     }
 }
+
+/// Wait until stderr holds `n` lines containing `needle` (the harness reads stderr in a
+/// thread, so a line may arrive after the reply); returns the log.
+pub fn wait_log_lines(f: &Filter, needle: &str, n: usize, within: Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let log = f.stderr();
+        if log.lines().filter(|l| l.contains(needle)).count() >= n
+            || std::time::Instant::now() > deadline
+        {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
