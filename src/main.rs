@@ -341,7 +341,20 @@ fn describe_store(config: &StoreConfig) -> String {
 }
 
 fn store_failed(store: &Store, e: &StoreError) -> ExitCode {
-    eprintln!("rustfilter ttldb: {}: {e}", describe_store(store.config()));
+    // The backends' messages usually name the store already.
+    let text = e.to_string();
+    let named = match store.config() {
+        StoreConfig::Sqlite { path } => text.contains(&*path.to_string_lossy()),
+        StoreConfig::Postgres(pg) => text.contains(&format!("{}:{}", pg.host, pg.port)),
+    };
+    if named {
+        eprintln!("rustfilter ttldb: {text}");
+    } else {
+        eprintln!(
+            "rustfilter ttldb: {}: {text}",
+            describe_store(store.config())
+        );
+    }
     ExitCode::from(EX_TEMPFAIL)
 }
 
