@@ -1,9 +1,11 @@
 # rustfilter — build, test, install.
 #
 #   make build       release build (target/release/rustfilter)
-#   make test        install missing test dependencies (Debian: courier-mta; needs root),
-#                    build, run every test including the real-Courier end-to-end test
-#                    (needs root), then `make check`
+#   make test        install missing test dependencies (Debian: courier-mta, postgresql-15,
+#                    python3-gdbm; needs root), build, start the throwaway PostgreSQL
+#                    cluster (tests/services/postgres.sh), run every test including the
+#                    real-Courier end-to-end test (needs root), stop the cluster, then
+#                    `make check`
 #   make check       rustfmt check + clippy, warnings are errors
 #   make demo        run examples/demo.rs
 #   make bench       run examples/bench.rs
@@ -44,7 +46,9 @@ build:
 test:
 	tests/services/install-deps.sh
 	$(CARGO) build --release
-	$(CARGO) test --release -- --test-threads=$(TEST_THREADS)
+	tests/services/postgres.sh start
+	$(CARGO) test --release -- --test-threads=$(TEST_THREADS); \
+		rc=$$?; tests/services/postgres.sh stop; exit $$rc
 	$(MAKE) check
 
 check: fmt-check clippy

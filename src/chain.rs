@@ -12,6 +12,7 @@ use crate::courier::control::Envelope;
 use crate::courier::message::Message;
 use crate::filter::{Context, Filter, FilterError, Verdict};
 use crate::filters;
+use crate::store::{Store, StoreConfig};
 
 /// The reply when no module decided.
 pub const DEFAULT_REPLY: &str = "200 Ok";
@@ -119,6 +120,8 @@ pub struct Chain {
     pub name: String,
     pub links: Vec<Link>,
     pub settings: Settings,
+    /// This process's handle on the store (connected on first use, after fork).
+    pub store: Store,
 }
 
 impl Chain {
@@ -135,6 +138,12 @@ impl Chain {
         let settings = Settings::from_config(modules).unwrap_or_else(|e| {
             errors.push(e);
             Settings::default()
+        });
+        let store_config = StoreConfig::from_config(modules).unwrap_or_else(|e| {
+            errors.push(e);
+            StoreConfig::Sqlite {
+                path: StoreConfig::DEFAULT_DIR.into(),
+            }
         });
         let mut links = Vec::new();
         for entry in &chain.entries {
@@ -188,6 +197,7 @@ impl Chain {
                 name: name.to_string(),
                 links,
                 settings,
+                store: Store::new(store_config),
             })
         } else {
             Err(errors)
@@ -206,7 +216,7 @@ impl Chain {
 
     /// Run the chain on one message (spec §1.6 semantics).
     pub fn run(
-        &self,
+        &mut self,
         courier: &Courier,
         envelope: &mut Envelope,
         message: &mut Message,
@@ -239,6 +249,7 @@ impl Chain {
                 break;
             }
             let mut ctx = Context {
+                store: &mut self.store,
                 courier,
                 envelope: &mut *envelope,
                 message: &mut *message,
@@ -318,7 +329,7 @@ impl Chain {
     /// Handle one courierfilter request: parse the control files once, run the chain, write
     /// the reject and accounting log lines, and return the reply.
     pub fn process(
-        &self,
+        &mut self,
         courier: &Courier,
         data_path: &std::path::Path,
         control_paths: &[std::path::PathBuf],
@@ -507,16 +518,23 @@ mod tests {
         }
     }
 
+    fn test_store() -> Store {
+        Store::new(StoreConfig::Sqlite {
+            path: "/nonexistent/ttldb.sqlite".into(),
+        })
+    }
+
     fn run(links: Vec<Link>) -> Outcome {
         let fx = Fixture::new(
             "sa@b.example\nrc@d.example\nR\nN\nM0001\n",
             "Subject: x\n\nbody\n",
             &[],
         );
-        let chain = Chain {
+        let mut chain = Chain {
             name: "rustfilter".into(),
             links,
             settings: Settings::default(),
+            store: test_store(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -642,10 +660,11 @@ mod tests {
             workers: 1,
             message_timeout: Duration::from_nanos(1),
         };
-        let chain = Chain {
+        let mut chain = Chain {
             name: "rf".into(),
             links: vec![link("a", None, cont)],
             settings,
+            store: test_store(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::courier::Courier;
 use crate::courier::control::Envelope;
 use crate::courier::message::Message;
+use crate::store::{Counter, Store, TtlDb};
 
 /// What a module decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub struct Context<'a> {
     pub courier: &'a Courier,
     pub envelope: &'a mut Envelope,
     pub message: &'a mut Message,
+    /// The worker's store (TtlDb tables and rate counters), connected on first use.
+    pub store: &'a mut Store,
     /// The per-message deadline; network calls bound their timeouts by it.
     pub deadline: Instant,
 }
@@ -65,5 +68,15 @@ pub trait Filter {
     /// fork, never in the master.
     fn open(&mut self) -> Result<(), FilterError> {
         Ok(())
+    }
+
+    /// The TtlDb tables this module keeps (for `rustfilter ttldb purge`).
+    fn ttl_tables(&self) -> Vec<TtlDb> {
+        Vec::new()
+    }
+
+    /// The rate-counter tables this module keeps.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
     }
 }

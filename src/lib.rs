@@ -13,3 +13,4 @@ pub mod filter;
 pub mod filters;
 pub mod logging;
 pub mod server;
+pub mod store;

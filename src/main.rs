@@ -1,5 +1,6 @@
 //! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
-//! `rustfilter check-config`. Exit statuses follow sysexits (DECISIONS §9).
+//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`. Exit statuses follow
+//! sysexits (DECISIONS §9).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,15 +17,22 @@ use rustfilter::courier::{Courier, CourierPaths, PathOverrides};
 use rustfilter::daemon::{self, Limits, ServeOptions};
 use rustfilter::logging;
 use rustfilter::server::{ChainHandler, DeferringHandler};
+use rustfilter::store::{Store, StoreConfig, StoreError};
 
 const EX_USAGE: u8 = 64;
+const EX_NOINPUT: u8 = 66;
 const EX_OSERR: u8 = 71;
+const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
 
 const USAGE: &str = "\
 Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
        rustfilter check [OPTIONS] DATA CONTROL...  run the chain once on copies of a message
        rustfilter check-config [OPTIONS]           validate the configuration
+       rustfilter ttldb import [OPTIONS] DIR       copy pythonfilter's GDBM TtlDb files from DIR
+                                                   into the configured store
+       rustfilter ttldb dump [OPTIONS] NAME        print a TtlDb table: '<key> <value>' lines
+       rustfilter ttldb purge [OPTIONS]            delete expired entries of the chain's tables now
        rustfilter --version | --help
 
 Options:
@@ -47,8 +55,16 @@ enum Command {
         controls: Vec<PathBuf>,
     },
     CheckConfig,
+    Ttldb(TtldbCommand),
     Version,
     Help,
+}
+
+#[derive(Debug, PartialEq)]
+enum TtldbCommand {
+    Import(PathBuf),
+    Dump(String),
+    Purge,
 }
 
 #[derive(Debug, Default)]
@@ -89,7 +105,7 @@ fn parse_args(
             Value(v) if subcommand.is_none() && positional.is_empty() => {
                 let word = v.string()?;
                 match word.as_str() {
-                    "check" | "check-config" => subcommand = Some(word),
+                    "check" | "check-config" | "ttldb" => subcommand = Some(word),
                     _ => return Err(format!("unknown command '{word}'").into()),
                 }
             }
@@ -108,9 +124,32 @@ fn parse_args(
             }
         }
         Some("check") => return Err("check needs a data file and at least one control file".into()),
+        Some("ttldb") => Command::Ttldb(parse_ttldb(positional)?),
         Some(_) => return Err("unexpected arguments".into()),
     };
     Ok((command, opts))
+}
+
+/// `ttldb import DIR`, `ttldb dump NAME`, `ttldb purge`.
+fn parse_ttldb(words: Vec<PathBuf>) -> Result<TtldbCommand, lexopt::Error> {
+    let mut words = words.into_iter();
+    let action = words.next().map(|w| w.to_string_lossy().into_owned());
+    let arg = words.next();
+    if words.next().is_some() {
+        return Err("ttldb: too many arguments".into());
+    }
+    match (action.as_deref(), arg) {
+        (Some("import"), Some(dir)) => Ok(TtldbCommand::Import(dir)),
+        (Some("dump"), Some(name)) => {
+            let name = name.to_string_lossy().into_owned();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("ttldb dump: '{name}' is not a table name").into());
+            }
+            Ok(TtldbCommand::Dump(name))
+        }
+        (Some("purge"), None) => Ok(TtldbCommand::Purge),
+        _ => Err("ttldb needs 'import DIR', 'dump NAME' or 'purge'".into()),
+    }
 }
 
 /// The filter's name: `--name`, else the file name courierfilter ran us as.
@@ -276,6 +315,151 @@ fn check_config(opts: &Options, name: &str) -> ExitCode {
     }
 }
 
+/// The store the modules file's `[ttldb]` section configures (the chain file is not needed).
+fn store_config(opts: &Options) -> Result<StoreConfig, ConfigError> {
+    let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+    let dirs = ConfigPaths::standard(courier.sysconfdir());
+    let path = match &opts.modules_config {
+        Some(p) => Some(p.clone()),
+        None => find_modules_file(&dirs).map(|(p, _)| p),
+    };
+    let modules = match path {
+        Some(p) => ModulesConfig::load(&p)?,
+        None => ModulesConfig::empty(),
+    };
+    StoreConfig::from_config(&modules)
+}
+
+/// Where the store is, for messages.
+fn describe_store(config: &StoreConfig) -> String {
+    match config {
+        StoreConfig::Sqlite { path } => format!("SQLite {}", path.display()),
+        StoreConfig::Postgres(pg) => {
+            format!("PostgreSQL {}@{}:{}/{}", pg.user, pg.host, pg.port, pg.db)
+        }
+    }
+}
+
+fn store_failed(store: &Store, e: &StoreError) -> ExitCode {
+    // The backends' messages usually name the store already.
+    let text = e.to_string();
+    let named = match store.config() {
+        StoreConfig::Sqlite { path } => text.contains(&*path.to_string_lossy()),
+        StoreConfig::Postgres(pg) => text.contains(&format!("{}:{}", pg.host, pg.port)),
+    };
+    if named {
+        eprintln!("rustfilter ttldb: {text}");
+    } else {
+        eprintln!(
+            "rustfilter ttldb: {}: {text}",
+            describe_store(store.config())
+        );
+    }
+    ExitCode::from(EX_TEMPFAIL)
+}
+
+fn ttldb(opts: &Options, name: &str, command: &TtldbCommand) -> ExitCode {
+    match command {
+        TtldbCommand::Import(dir) => ttldb_import(opts, dir),
+        TtldbCommand::Dump(table) => ttldb_dump(opts, table),
+        TtldbCommand::Purge => ttldb_purge(opts, name),
+    }
+}
+
+fn open_store(opts: &Options) -> Result<Store, ExitCode> {
+    match store_config(opts) {
+        Ok(config) => Ok(Store::new(config)),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+fn ttldb_import(opts: &Options, dir: &Path) -> ExitCode {
+    let mut store = match open_store(opts) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if !dir.is_dir() {
+        eprintln!(
+            "rustfilter ttldb import: {} is not a directory",
+            dir.display()
+        );
+        return ExitCode::from(EX_NOINPUT);
+    }
+    match rustfilter::store::import::import_dir(&mut store, dir) {
+        Ok(tables) => {
+            if tables.is_empty() {
+                println!("no pythonfilter TtlDb files in {}", dir.display());
+            }
+            for t in tables {
+                println!(
+                    "{}: {} entries imported, {} skipped",
+                    t.table, t.entries, t.skipped
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => store_failed(&store, &e),
+    }
+}
+
+fn ttldb_dump(opts: &Options, table: &str) -> ExitCode {
+    let mut store = match open_store(opts) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match store.dump(table) {
+        Ok(entries) => {
+            let mut out = String::new();
+            for (key, value) in entries {
+                out.push_str(&format!("{key} {value}\n"));
+            }
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => store_failed(&store, &e),
+    }
+}
+
+/// Purge every TtlDb and counter table of the chain's modules, whatever their intervals.
+fn ttldb_purge(opts: &Options, name: &str) -> ExitCode {
+    let mut chain = match load(opts, name).chain {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let now = rustfilter::store::now();
+    let mut done = std::collections::HashSet::new();
+    for link in &chain.links {
+        for db in link.filter.ttl_tables() {
+            if done.insert(db.name.clone()) {
+                match chain.store.purge_now(&db, now) {
+                    Ok(n) => println!("{}: {n} expired entries deleted", db.name),
+                    Err(e) => return store_failed(&chain.store, &e),
+                }
+            }
+        }
+        for counter in link.filter.counters() {
+            if done.insert(counter.name.clone()) {
+                match chain.store.purge_counters_now(&counter, now) {
+                    Ok(n) => println!("{}: {n} old counters deleted", counter.name),
+                    Err(e) => return store_failed(&chain.store, &e),
+                }
+            }
+        }
+    }
+    if done.is_empty() {
+        println!("the chain has no module that keeps TtlDb or counter tables");
+    }
+    ExitCode::SUCCESS
+}
+
 /// A private temporary directory for `check`'s copies.
 fn temp_dir() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
@@ -299,7 +483,7 @@ fn temp_dir() -> std::io::Result<PathBuf> {
 
 fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitCode {
     let loaded = load(opts, name);
-    let chain = match loaded.chain {
+    let mut chain = match loaded.chain {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -309,7 +493,7 @@ fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitC
         }
     };
     // Modules may edit the message and control files: work on copies, never on the queue.
-    let run = || -> std::io::Result<(String, Vec<String>)> {
+    let mut run = || -> std::io::Result<(String, Vec<String>)> {
         let dir = temp_dir()?;
         let result = (|| {
             let copy = |from: &Path, to: &Path| {
@@ -405,6 +589,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(&opts, &name),
         Command::CheckConfig => check_config(&opts, &name),
         Command::Check { data, controls } => check(&opts, &name, &data, &controls),
+        Command::Ttldb(t) => ttldb(&opts, &name, &t),
         Command::Version | Command::Help => ExitCode::SUCCESS,
     }
 }
@@ -435,6 +620,36 @@ mod tests {
         );
         assert!(parse(&["check", "D"]).is_err());
         assert!(parse(&["bogus"]).is_err());
+        assert_eq!(
+            parse(&["ttldb", "import", "/var/lib/pythonfilter", "--config", "c"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Ttldb(TtldbCommand::Import(
+                "/var/lib/pythonfilter".into()
+            )))
+        );
+        assert_eq!(
+            parse(&["ttldb", "dump", "greylist_Passed"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Ttldb(TtldbCommand::Dump("greylist_Passed".into())))
+        );
+        assert_eq!(
+            parse(&["--modules-config", "m", "ttldb", "purge"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Ttldb(TtldbCommand::Purge))
+        );
+        for bad in [
+            &["ttldb"][..],
+            &["ttldb", "import"],
+            &["ttldb", "purge", "x"],
+            &["ttldb", "dump", "a;b"],
+            &["ttldb", "dump", "a", "b"],
+            &["ttldb", "frob"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--workers", "x"]).is_err());
         let (_, o) = parse(&["--name", "rf", "--workers", "2", "--syslog"]).expect("parses");

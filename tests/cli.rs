@@ -109,7 +109,7 @@ fn check_config_accepts_a_valid_configuration() {
 #[test]
 fn check_config_names_file_line_and_key() {
     let s = Setup::new(
-        "debug\nnosuchmodule\ngreylist\n",
+        "debug\nnosuchmodule\nspamassassin\n",
         "[privateaddr]\nprivate_rcpts = 'x'\n",
     );
     let out = s.run(&["check-config"]);
@@ -121,7 +121,7 @@ fn check_config_names_file_line_and_key() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("{chain}:3")) && err.contains("'greylist' is not available"),
+        err.contains(&format!("{chain}:3")) && err.contains("'spamassassin' is not available"),
         "{err}"
     );
     let modules = s.path("rustfilter-modules.conf").display().to_string();

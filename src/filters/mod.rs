@@ -5,14 +5,19 @@ use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::Filter;
 
+pub mod auto_whitelist;
+pub mod comeagain;
 pub mod debug;
 pub mod deliveredto;
 pub mod fixed_reply;
+pub mod greylist;
 pub mod log_aliases;
 pub mod noduplicates;
 pub mod noreceivedheaders;
 pub mod nosuccessdsn;
 pub mod privateaddr;
+pub mod ratelimit;
+pub mod ratelimitauth;
 pub mod whitelist_auth;
 pub mod whitelist_block;
 pub mod whitelist_relayclients;
@@ -22,14 +27,19 @@ pub mod whitelist_relayclients;
 pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, ConfigError>;
 
 const MODULES: &[(&str, Constructor)] = &[
+    ("auto_whitelist", auto_whitelist::build),
+    ("comeagain", comeagain::build),
     ("debug", debug::build),
     ("deliveredto", deliveredto::build),
     ("fixed_reply", fixed_reply::build),
+    ("greylist", greylist::build),
     ("log_aliases", log_aliases::build),
     ("noduplicates", noduplicates::build),
     ("noreceivedheaders", noreceivedheaders::build),
     ("nosuccessdsn", nosuccessdsn::build),
     ("privateaddr", privateaddr::build),
+    ("ratelimit", ratelimit::build),
+    ("ratelimitauth", ratelimitauth::build),
     ("whitelist_auth", whitelist_auth::build),
     ("whitelist_block", whitelist_block::build),
     ("whitelist_relayclients", whitelist_relayclients::build),
@@ -103,5 +113,7 @@ pub(crate) fn initialized(name: &str) {
     log::debug!("Initialized the \"{name}\" filter");
 }
 
+#[cfg(test)]
+pub(crate) mod stateful_testutil;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -1,5 +1,6 @@
 //! A message on disk (control + data files, a sysconfdir) for module unit tests.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use crate::config::ModulesConfig;
@@ -7,6 +8,7 @@ use crate::courier::control::Envelope;
 use crate::courier::message::Message;
 use crate::courier::{Courier, CourierPaths};
 use crate::filter::{Context, Filter, FilterResult};
+use crate::store::{Store, StoreConfig};
 
 pub struct Fixture {
     /// Removed (with everything in it) when the fixture is dropped.
@@ -14,6 +16,8 @@ pub struct Fixture {
     pub courier: Courier,
     pub control: PathBuf,
     pub data: PathBuf,
+    /// SQLite in the fixture's directory unless a test replaces it.
+    pub store: RefCell<Store>,
 }
 
 impl Fixture {
@@ -32,7 +36,11 @@ impl Fixture {
         let mut paths = CourierPaths::defaults();
         paths.sysconfdir = sysconf;
         paths.localstatedir = dir.path().join("spool");
+        let store = Store::new(StoreConfig::Sqlite {
+            path: dir.path().join("ttldb.sqlite"),
+        });
         Fixture {
+            store: RefCell::new(store),
             courier: Courier::new(paths),
             _dir: dir,
             control: control_path,
@@ -45,7 +53,9 @@ impl Fixture {
         let mut envelope =
             Envelope::load(std::slice::from_ref(&self.control)).expect("load control");
         let mut message = Message::new(&self.data);
+        let mut store = self.store.borrow_mut();
         let mut ctx = Context {
+            store: &mut store,
             courier: &self.courier,
             envelope: &mut envelope,
             message: &mut message,

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Install what `make test` needs and is missing; do nothing when all is present.
 #
-#   Debian packages: courier-mta (the real MTA for tests/courier_e2e.rs), and a C
+#   Debian packages: courier-mta (the real MTA for tests/courier_e2e.rs), postgresql-15
+#   (the throwaway cluster of tests/services/postgres.sh; no system cluster is created),
+#   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), and a C
 #   toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
@@ -13,6 +15,8 @@ die() { say "ERROR: $*"; exit 1; }
 
 missing=()
 dpkg -s courier-mta >/dev/null 2>&1 || missing+=(courier-mta)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+dpkg -s python3-gdbm >/dev/null 2>&1 || missing+=(python3-gdbm)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -28,6 +32,11 @@ if [ ${#missing[@]} -gt 0 ]; then
         created_policy=1
         trap 'rm -f "$policy"' EXIT
     fi
+    case " ${missing[*]} " in *" postgresql-15 "*)
+        # The tests run their own cluster: keep the package from creating 15/main.
+        mkdir -p /etc/postgresql-common/createcluster.d
+        echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/rustfilter-ci.conf
+    esac
     say "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get -q -o DPkg::Lock::Timeout=600 update \
@@ -36,6 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         || die "apt-get install ${missing[*]} failed"
     if [ -n "$created_policy" ]; then rm -f "$policy"; trap - EXIT; fi
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
+    [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call

@@ -1,0 +1,466 @@
+//! The SQLite backend (default, embedded): one file `<dir>/ttldb.sqlite`, WAL, a busy timeout,
+//! prepared statements, `BEGIN IMMEDIATE` transactions.
+//!
+//! `BEGIN IMMEDIATE` takes the database's write lock before the first read, so the
+//! read-modify-write of one message is serialized against every other worker: no lost update,
+//! and no `SQLITE_BUSY` from upgrading a read transaction (which the busy handler cannot wait
+//! out). Readers never block in WAL mode.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use super::{Backend, StoreError, Tx, check_table_name};
+
+/// How long a statement waits for another worker's write lock before failing with "busy"
+/// (a transaction holds it for well under a millisecond, so this only runs out when something
+/// else keeps the database locked).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The busy handler: SQLite's own (`busy_timeout`) sleeps up to 100 ms between tries, far
+/// longer than a worker holds the write lock, so under load some workers would wait much
+/// longer than needed while others take turns. Polling every 0.1–1 ms keeps waits short and
+/// fair enough, for at most [`BUSY_TIMEOUT`].
+fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut since = std::time::Instant::now();
+    move |polls| {
+        if polls == 0 {
+            since = std::time::Instant::now();
+        } else if since.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        let micros = if polls < 10 {
+            100 * (polls.max(0) as u64 + 1)
+        } else {
+            1000
+        };
+        std::thread::sleep(Duration::from_micros(micros));
+        true
+    }
+}
+
+pub struct SqliteBackend {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Open (creating the file if needed; the directory must exist and be writable).
+    pub fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let problem = match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("is not a directory".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("does not exist".to_string())
+            }
+            Err(e) => Some(format!("cannot be accessed: {e}")),
+        };
+        if let Some(problem) = problem {
+            return Err(StoreError::new(format!(
+                "cannot open the TtlDb store {}: the directory {} {problem}",
+                path.display(),
+                dir.display()
+            )));
+        }
+        // Create the file ourselves first: SQLite's "unable to open database file" does not
+        // say why, the OS error ("Permission denied") does.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
+            return Err(StoreError::new(format!(
+                "cannot open the TtlDb store {}: {e} (the directory {} and the file must be \
+                 writable by the filter's user)",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let open_error = |e: rusqlite::Error| {
+            let mut err = sqlite_error(path, "open", e);
+            err.message.push_str(&format!(
+                " (the directory {} and the file must be writable by the filter's user)",
+                dir.display()
+            ));
+            err
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::new(format!(
+                "cannot open the TtlDb store {}: the file is read-only for the filter's user",
+                path.display()
+            )));
+        }
+        // Before the pragmas: switching to WAL needs a lock another worker may hold.
+        conn.busy_handler(Some(busy_handler()))
+            .map_err(open_error)?;
+        // WAL: readers never block the writer. synchronous=NORMAL: in WAL mode the database
+        // stays consistent after a crash or power loss; only the last transactions before a
+        // power loss may be lost, which is acceptable for greylist/rate state and saves an
+        // fsync per message.
+        // WAL is a property of the file: only the first opener switches it. SQLite may answer
+        // SQLITE_BUSY here without calling the busy handler (another worker is switching it or
+        // recovering the WAL at the same moment), so retry for a bounded time.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)) {
+                Ok(mode) => break mode,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(open_error(e)),
+            }
+        };
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::new(format!(
+                "cannot open the TtlDb store {}: journal_mode=WAL was refused (mode is '{mode}')",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(SqliteBackend {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, what: &str, e: rusqlite::Error) -> StoreError {
+        sqlite_error(&self.path, what, e)
+    }
+
+    fn execute(
+        &self,
+        what: &str,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<usize, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| self.error(what, e))?;
+        stmt.execute(p).map_err(|e| self.error(what, e))
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Busy/locked are transient (retried); an I/O error or a replaced file makes the connection
+/// useless, so it is dropped and reopened.
+fn sqlite_error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
+    let message = format!("SQLite {}: {what}: {e}", path.display());
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::transient(message),
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::NotADatabase
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::CannotOpen,
+        ) => StoreError {
+            message,
+            transient: false,
+            connection_lost: true,
+        },
+        _ => StoreError::new(message),
+    }
+}
+
+impl Tx for SqliteBackend {
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        check_table_name(table)?;
+        let what = || format!("get from {table}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT value FROM {table} WHERE id = ?1"))
+            .map_err(|e| self.error(&what(), e))?;
+        stmt.query_row(params![key], |row| row.get::<_, i64>(0))
+            .optional()
+            .map_err(|e| self.error(&what(), e))
+    }
+
+    fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        self.execute(
+            &format!("set in {table}"),
+            &format!(
+                "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET value = excluded.value"
+            ),
+            params![key, value],
+        )
+        .map(|_| ())
+    }
+
+    fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        self.execute(
+            &format!("delete from {table}"),
+            &format!("DELETE FROM {table} WHERE id = ?1"),
+            params![key],
+        )
+        .map(|_| ())
+    }
+
+    fn count(&mut self, table: &str, key: &str, bucket: i64, n: i64) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        self.execute(
+            &format!("count in {table}"),
+            &format!(
+                "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
+            ),
+            params![key, bucket, n],
+        )
+        .map(|_| ())
+    }
+
+    fn count_sum(
+        &mut self,
+        table: &str,
+        key: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<i64, StoreError> {
+        check_table_name(table)?;
+        let what = || format!("sum of counts in {table}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT COALESCE(SUM(count), 0) FROM {table} \
+                 WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
+            ))
+            .map_err(|e| self.error(&what(), e))?;
+        stmt.query_row(params![key, first, last], |row| row.get::<_, i64>(0))
+            .map_err(|e| self.error(&what(), e))
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.execute("begin", "BEGIN IMMEDIATE", []).map(|_| ())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.execute("commit", "COMMIT", []).map(|_| ())
+    }
+
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn ensure_ttl_table(&mut self, table: &str) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        // The reference's DDL, so the schema is the same in every backend.
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} \
+                 (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+            ))
+            .map_err(|e| self.error(&format!("create table {table}"), e))
+    }
+
+    fn ensure_counter_table(&mut self, table: &str) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (key TEXT NOT NULL, bucket BIGINT NOT NULL, \
+                 count BIGINT NOT NULL, PRIMARY KEY (key, bucket))"
+            ))
+            .map_err(|e| self.error(&format!("create table {table}"), e))
+    }
+
+    fn purge_ttl(&mut self, table: &str, cutoff: i64) -> Result<u64, StoreError> {
+        check_table_name(table)?;
+        self.execute(
+            &format!("purge {table}"),
+            &format!("DELETE FROM {table} WHERE value < ?1"),
+            params![cutoff],
+        )
+        .map(|n| n as u64)
+    }
+
+    fn purge_counters(&mut self, table: &str, first_kept: i64) -> Result<u64, StoreError> {
+        check_table_name(table)?;
+        self.execute(
+            &format!("purge {table}"),
+            &format!("DELETE FROM {table} WHERE bucket < ?1"),
+            params![first_kept],
+        )
+        .map(|n| n as u64)
+    }
+
+    fn dump_ttl(&mut self, table: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        check_table_name(table)?;
+        let what = format!("dump {table}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT id, value FROM {table} ORDER BY id"))
+            .map_err(|e| self.error(&what, e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.error(&what, e))?;
+        // SQLite does not pad CHAR(64): keys come back exactly as stored.
+        rows.map(|r| r.map_err(|e| self.error(&what, e))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Run `f` in a thread whose file-system uid is `nobody`, so permissions apply even when
+    /// the tests run as root (setfsuid is per thread on Linux and drops the file-system
+    /// capabilities; as another user it fails harmlessly and the modes apply anyway).
+    fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setfsuid only changes this thread's file-system credentials.
+                unsafe { libc::setfsuid(65534) };
+                f()
+            })
+            .join()
+            .expect("thread")
+        })
+    }
+
+    #[test]
+    fn opens_with_wal_and_the_reference_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ttldb.sqlite");
+        let mut b = SqliteBackend::open(&path).expect("open");
+        assert!(path.is_file());
+        b.ensure_ttl_table("greylist_Passed").expect("ttl table");
+        b.ensure_ttl_table("greylist_Passed").expect("again");
+        b.ensure_counter_table("ratelimit").expect("counter table");
+        let check = Connection::open(&path).expect("open");
+        let mode: String = check
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let sync: i64 = b
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("sync");
+        assert_eq!(sync, 1, "NORMAL");
+        let sql = |name: &str| -> String {
+            check
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .expect("schema")
+        };
+        assert_eq!(
+            sql("greylist_Passed"),
+            "CREATE TABLE greylist_Passed (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+        );
+        assert!(sql("ratelimit").contains("PRIMARY KEY (key, bucket)"));
+    }
+
+    #[test]
+    fn keys_are_bound_not_spliced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = SqliteBackend::open(&dir.path().join("ttldb.sqlite")).expect("open");
+        b.ensure_ttl_table("t").expect("table");
+        for key in ["name2' -- ", "x'); DROP TABLE t; --", "\"\"", ""] {
+            b.set("t", key, 7).expect("set");
+            assert_eq!(b.get("t", key).expect("get"), Some(7), "{key}");
+        }
+        assert_eq!(b.dump_ttl("t").expect("dump").len(), 4);
+        assert!(
+            b.get("t; x", "k")
+                .is_err_and(|e| e.message.contains("invalid table name"))
+        );
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope").join("ttldb.sqlite");
+        let err = SqliteBackend::open(&path).err().expect("fails");
+        assert!(!err.transient);
+        assert!(err.message.contains(&path.display().to_string()), "{err}");
+        assert!(err.message.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unwritable_directory_and_file_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).expect("mkdir");
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        let path = ro.join("ttldb.sqlite");
+        let err = as_nobody(|| SqliteBackend::open(&path).err().expect("fails"));
+        assert!(!err.transient);
+        assert!(err.message.contains(&path.display().to_string()), "{err}");
+        assert!(err.message.contains("Permission denied"), "{err}");
+        assert!(err.message.contains("writable"), "{err}");
+
+        // An existing database the filter's user cannot write.
+        let path = dir.path().join("ttldb.sqlite");
+        SqliteBackend::open(&path).expect("create");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = as_nobody(|| SqliteBackend::open(&path).err().expect("fails"));
+        assert!(err.message.contains("Permission denied"), "{err}");
+
+        // A writable file in a directory where the WAL files cannot be created.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let err = as_nobody(|| SqliteBackend::open(&path).err().expect("fails"));
+        assert!(err.message.contains(&path.display().to_string()), "{err}");
+        assert!(err.message.contains("writable"), "{err}");
+    }
+
+    #[test]
+    fn busy_is_transient() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ttldb.sqlite");
+        let mut b = SqliteBackend::open(&path).expect("open");
+        b.conn
+            .busy_timeout(Duration::from_millis(10))
+            .expect("timeout");
+        let holder = Connection::open(&path).expect("open");
+        holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let err = b.begin().expect_err("busy");
+        assert!(err.transient && !err.connection_lost, "{err:?}");
+        assert!(
+            err.message.contains("begin") && err.message.contains("locked"),
+            "{err}"
+        );
+        holder.execute_batch("COMMIT").expect("unlock");
+        b.begin().expect("free again");
+        b.rollback();
+        assert!(b.conn.is_autocommit());
+    }
+}
