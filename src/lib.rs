@@ -12,5 +12,6 @@ pub mod daemon;
 pub mod filter;
 pub mod filters;
 pub mod logging;
+pub mod net;
 pub mod server;
 pub mod store;

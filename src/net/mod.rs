@@ -1,0 +1,5 @@
+//! Network clients used by modules: a hand-written blocking DNS stub resolver ([`dns`]) and an
+//! RFC 7208 SPF evaluator ([`spf`]).
+
+pub mod dns;
+pub mod spf;
