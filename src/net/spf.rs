@@ -1138,3 +1138,518 @@ fn in_net6(ip: Ipv6Addr, net: Ipv6Addr, cidr: u8) -> bool {
     };
     u128::from(ip) & mask == u128::from(net) & mask
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Zone data for unit tests: TXT and A/AAAA records by name; absent names are NXDOMAIN.
+    #[derive(Default)]
+    struct Zone {
+        txt: HashMap<String, Vec<String>>,
+        a: HashMap<String, Vec<IpAddr>>,
+        ptr: HashMap<IpAddr, Vec<String>>,
+        queries: usize,
+    }
+
+    impl Zone {
+        fn with_txt(mut self, name: &str, txt: &str) -> Self {
+            self.txt
+                .entry(name.to_string())
+                .or_default()
+                .push(txt.to_string());
+            self
+        }
+        fn with_addr(mut self, name: &str, ip: &str) -> Self {
+            let ip = ip.parse().unwrap();
+            self.a.entry(name.to_string()).or_default().push(ip);
+            self
+        }
+        fn exists(&self, name: &str) -> bool {
+            self.txt.contains_key(name) || self.a.contains_key(name)
+        }
+    }
+
+    impl Lookup for Zone {
+        fn a(&mut self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+            self.queries += 1;
+            if !self.exists(name) {
+                return Err(DnsError::NxDomain);
+            }
+            let addrs = self.a.get(name).cloned().unwrap_or_default();
+            Ok(addrs
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect())
+        }
+        fn aaaa(&mut self, name: &str) -> Result<Vec<Ipv6Addr>, DnsError> {
+            self.queries += 1;
+            if !self.exists(name) {
+                return Err(DnsError::NxDomain);
+            }
+            let addrs = self.a.get(name).cloned().unwrap_or_default();
+            Ok(addrs
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V6(v6) => Some(v6),
+                    IpAddr::V4(_) => None,
+                })
+                .collect())
+        }
+        fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+            self.queries += 1;
+            if !self.exists(name) {
+                return Err(DnsError::NxDomain);
+            }
+            Ok(self.txt.get(name).cloned().unwrap_or_default())
+        }
+        fn mx(&mut self, name: &str) -> Result<Vec<(u16, String)>, DnsError> {
+            self.queries += 1;
+            if !self.exists(name) {
+                return Err(DnsError::NxDomain);
+            }
+            Ok(Vec::new())
+        }
+        fn ptr(&mut self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+            self.queries += 1;
+            self.ptr.get(&ip).cloned().ok_or(DnsError::NxDomain)
+        }
+    }
+
+    /// Expand `text` (as a domain-spec, or as explanation text) in the RFC 7208 §7.4 setting.
+    fn expand_with(ip: &str, text: &str, context: MacroContext) -> String {
+        let mut zone = Zone::default();
+        let opts = SpfOptions {
+            receiver: "mx.receiver.example".to_string(),
+            ..SpfOptions::default()
+        };
+        let mut eval = Evaluator {
+            lookup: &mut zone,
+            ip: ip.parse().unwrap(),
+            sender: "strong-bad@email.example.com".to_string(),
+            local: "strong-bad".to_string(),
+            sender_domain: "email.example.com".to_string(),
+            helo: "mx.example.org".to_string(),
+            opts: &opts,
+            dns_terms: 0,
+            voids: 0,
+            deadline: Instant::now() + Duration::from_secs(20),
+        };
+        let parsed = parse_macro_string(text, context).unwrap();
+        match eval.expand(&parsed, "email.example.com") {
+            Ok(s) => s,
+            Err(_) => panic!("expansion of {text} failed"),
+        }
+    }
+
+    fn expand(text: &str) -> String {
+        expand_with("192.0.2.3", text, MacroContext::Domain)
+    }
+
+    #[test]
+    fn macro_examples_of_rfc7208_section_7_4() {
+        let cases = [
+            ("%{s}", "strong-bad@email.example.com"),
+            ("%{o}", "email.example.com"),
+            ("%{d}", "email.example.com"),
+            ("%{d4}", "email.example.com"),
+            ("%{d3}", "email.example.com"),
+            ("%{d2}", "example.com"),
+            ("%{d1}", "com"),
+            ("%{dr}", "com.example.email"),
+            ("%{d2r}", "example.email"),
+            ("%{l}", "strong-bad"),
+            ("%{l-}", "strong.bad"),
+            ("%{lr}", "strong-bad"),
+            ("%{lr-}", "bad.strong"),
+            ("%{l1r-}", "strong"),
+            (
+                "%{ir}.%{v}._spf.%{d2}",
+                "3.2.0.192.in-addr._spf.example.com",
+            ),
+            ("%{lr-}.lp._spf.%{d2}", "bad.strong.lp._spf.example.com"),
+            (
+                "%{lr-}.lp.%{ir}.%{v}._spf.%{d2}",
+                "bad.strong.lp.3.2.0.192.in-addr._spf.example.com",
+            ),
+            (
+                "%{ir}.%{v}.%{l1r-}.lp._spf.%{d2}",
+                "3.2.0.192.in-addr.strong.lp._spf.example.com",
+            ),
+            (
+                "%{d2}.trusted-domains.example.net",
+                "example.com.trusted-domains.example.net",
+            ),
+        ];
+        for (macro_string, expansion) in cases {
+            assert_eq!(expand(macro_string), expansion, "{macro_string}");
+        }
+        // The RFC prints the nibbles in lower case, the OpenSPF suite in upper case; DNS does not
+        // care, and the suite's explanation check decides the case (upper).
+        let v6 = expand_with(
+            "2001:db8::cb01",
+            "%{ir}.%{v}._spf.%{d2}",
+            MacroContext::Domain,
+        );
+        assert_eq!(
+            v6,
+            "1.0.B.C.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.B.D.0.1.0.0.2.ip6._spf.example.com"
+        );
+    }
+
+    #[test]
+    fn macro_escapes_transformers_and_url_encoding() {
+        assert_eq!(expand("a%%b%_c%-d.example.com"), "a%b c%20d.example.com");
+        assert_eq!(expand("%{L}"), "strong-bad");
+        assert_eq!(expand("%{S}"), "strong-bad%40email.example.com");
+        assert_eq!(expand("%{l+-}"), "strong.bad");
+        assert_eq!(expand("%{d200}"), "email.example.com");
+        assert_eq!(expand("%{d99999999999999999999999}"), "email.example.com");
+        assert_eq!(
+            expand_with("192.0.2.3", "%{c} via %{r}", MacroContext::Explanation),
+            "192.0.2.3 via mx.receiver.example"
+        );
+        assert_eq!(
+            expand_with("2001:db8::cb01", "%{c} %{v}", MacroContext::Explanation),
+            "2001:db8::cb01 ip6"
+        );
+        assert_eq!(expand("%{h}"), "mx.example.org");
+        // %{p} without PTR data.
+        assert_eq!(expand("%{p}"), "unknown");
+    }
+
+    #[test]
+    fn macro_syntax_errors() {
+        for bad in [
+            "%", "%a", "%{", "%{x}", "%{d0}", "%{dz}", "%{d2r*}", "%(ir)", "%{}", "a b",
+        ] {
+            assert!(
+                parse_macro_string(bad, MacroContext::Domain).is_err(),
+                "{bad:?} should not parse"
+            );
+        }
+        // c, r and t only in explanations.
+        for letter in ["%{c}", "%{r}", "%{t}"] {
+            assert!(parse_macro_string(letter, MacroContext::Domain).is_err());
+            assert!(parse_macro_string(letter, MacroContext::Explanation).is_ok());
+        }
+        assert!(parse_macro_string("two words", MacroContext::Explanation).is_ok());
+        assert!(parse_macro_string("tab\there", MacroContext::Explanation).is_err());
+    }
+
+    #[test]
+    fn domain_spec_syntax() {
+        for good in [
+            "example.com",
+            "example.com.",
+            "%{d}",
+            "%{ir}.%{v}._spf.%{d2}",
+            "foo:bar/baz.example.com",
+            "foo.example.xn--zckzah",
+            "x.%%",
+        ] {
+            assert!(parse_domain_spec(good).is_ok(), "{good} should parse");
+        }
+        for bad in [
+            "",
+            "museum",
+            "museum.",
+            "abc.123",
+            "111.222.33.44",
+            "example.-com",
+            "example.com:8080",
+            "foo-bar",
+            "%{d}com",
+            "-all",
+            "foo.example.com\0",
+        ] {
+            assert!(parse_domain_spec(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn record_parsing() {
+        let record = parse_record(
+            "v=spf1 +a mx/24//64 -ptr:example.org ~ip4:192.0.2.0/24 ?ip6:2001:db8::/32 \
+             exists:%{i}.bl.example.com include:_spf.example.net all redirect=x.example.com \
+             exp=exp.example.com unknown.mod=whatever",
+        )
+        .unwrap();
+        assert_eq!(record.directives.len(), 8);
+        assert_eq!(
+            record.directives[1].mechanism,
+            Mechanism::Mx {
+                domain: None,
+                cidr4: 24,
+                cidr6: 64
+            }
+        );
+        assert_eq!(record.directives[2].qualifier, Qualifier::Fail);
+        assert_eq!(
+            record.directives[3].mechanism,
+            Mechanism::Ip4(Ipv4Addr::new(192, 0, 2, 0), 24)
+        );
+        assert!(record.redirect.is_some() && record.exp.is_some());
+        assert!(parse_record("V=SpF1").unwrap().directives.is_empty());
+
+        for bad in [
+            "v=spf1 moo",
+            "v=spf1 -all.",
+            "v=spf1 all:x",
+            "v=spf1 a/33",
+            "v=spf1 a//129",
+            "v=spf1 a/24/64",
+            "v=spf1 ip4:1.2.3.4/032",
+            "v=spf1 ip4:1.2.3",
+            "v=spf1 ip4:01.2.3.4",
+            "v=spf1 ip4:1.2.3.4//32",
+            "v=spf1 ip6:1.2.3.4",
+            "v=spf1 ip6::CAFE::BABE",
+            "v=spf1 ptr/0",
+            "v=spf1 include",
+            "v=spf1 exists:",
+            "v=spf1 redirect=a.example.com redirect=b.example.com",
+            "v=spf1 exp=a.example.com exp=b.example.com",
+            "v=spf1 exp=",
+            "v=spf1 1up=foo",
+            "v=spf1 =all",
+            "v=spf1 foo=%abc",
+            "v=spf1 a:ctrl.example.com\rptr",
+            "v=spf1 \u{96}all",
+            "v=spf1x",
+        ] {
+            assert!(parse_record(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn dual_cidr_defaults_and_matching() {
+        assert_eq!(split_dual_cidr("").unwrap(), ("", 32, 128));
+        assert_eq!(split_dual_cidr("//0").unwrap(), ("", 32, 0));
+        assert_eq!(split_dual_cidr(":x.com/8").unwrap(), (":x.com", 8, 128));
+        assert!(in_net4(
+            Ipv4Addr::new(10, 1, 2, 3),
+            Ipv4Addr::new(10, 0, 0, 0),
+            8
+        ));
+        assert!(!in_net4(
+            Ipv4Addr::new(11, 1, 2, 3),
+            Ipv4Addr::new(10, 0, 0, 0),
+            8
+        ));
+        assert!(in_net4(
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(9, 9, 9, 9),
+            0
+        ));
+        let net: Ipv6Addr = "2001:db8::".parse().unwrap();
+        assert!(in_net6("2001:db8:ffff::1".parse().unwrap(), net, 32));
+        assert!(!in_net6("2001:db9::1".parse().unwrap(), net, 32));
+    }
+
+    fn opts() -> SpfOptions {
+        SpfOptions {
+            default_explanation: "not allowed for %{d}".to_string(),
+            ..SpfOptions::default()
+        }
+    }
+
+    #[test]
+    fn check_host_results_and_explanations() {
+        let mut zone = Zone::default()
+            .with_txt(
+                "example.com",
+                "v=spf1 ip4:192.0.2.0/24 include:inc.example.com -all exp=why.example.com",
+            )
+            .with_txt("inc.example.com", "v=spf1 a:mail.example.com ~all")
+            .with_addr("mail.example.com", "198.51.100.7")
+            .with_txt("why.example.com", "%{i} may not send for %{d}")
+            .with_txt("noexp.example.com", "v=spf1 -all");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let pass = check_mail_from(
+            &mut zone,
+            ip("192.0.2.9"),
+            "a@example.com",
+            "h.example",
+            &opts(),
+        );
+        assert_eq!(pass.verdict, Verdict::Pass);
+        assert_eq!(pass.explanation, None);
+        let via_include =
+            check_mail_from(&mut zone, ip("198.51.100.7"), "a@example.com", "h", &opts());
+        assert_eq!(via_include.verdict, Verdict::Pass);
+        let fail = check_mail_from(&mut zone, ip("203.0.113.1"), "a@example.com", "h", &opts());
+        assert_eq!(fail.verdict, Verdict::Fail);
+        assert_eq!(
+            fail.explanation.as_deref(),
+            Some("203.0.113.1 may not send for example.com")
+        );
+        let default = check_mail_from(
+            &mut zone,
+            ip("203.0.113.1"),
+            "b@noexp.example.com",
+            "h",
+            &opts(),
+        );
+        assert_eq!(
+            default.explanation.as_deref(),
+            Some("not allowed for noexp.example.com")
+        );
+        // IPv4-mapped IPv6 clients are IPv4 clients.
+        let mapped = check_mail_from(
+            &mut zone,
+            ip("::ffff:192.0.2.9"),
+            "a@example.com",
+            "h",
+            &opts(),
+        );
+        assert_eq!(mapped.verdict, Verdict::Pass);
+        let none = check_mail_from(
+            &mut zone,
+            ip("192.0.2.9"),
+            "a@nowhere.example",
+            "h",
+            &opts(),
+        );
+        assert_eq!(none.verdict, Verdict::None);
+    }
+
+    #[test]
+    fn empty_sender_checks_the_helo_name() {
+        let mut zone = Zone::default()
+            .with_txt("mx.example.org", "v=spf1 -all exp=e.example.org")
+            .with_txt("e.example.org", "%{s} via %{h}");
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let got = check_mail_from(&mut zone, ip, "", "mx.example.org", &opts());
+        assert_eq!(got.verdict, Verdict::Fail);
+        assert_eq!(
+            got.explanation.as_deref(),
+            Some("postmaster@mx.example.org via mx.example.org")
+        );
+        let helo = check_helo(&mut zone, ip, "mx.example.org", &opts());
+        assert_eq!(helo.verdict, Verdict::Fail);
+        // Not a multi-label name: none, without a query.
+        let before = zone.queries;
+        assert_eq!(
+            check_helo(&mut zone, ip, "localhost", &opts()).verdict,
+            Verdict::None
+        );
+        assert_eq!(zone.queries, before);
+    }
+
+    #[test]
+    fn time_limit_gives_temperror() {
+        let mut zone = Zone::default().with_txt("example.com", "v=spf1 a -all");
+        let limited = SpfOptions {
+            time_limit: Duration::ZERO,
+            ..SpfOptions::default()
+        };
+        let got = check_mail_from(
+            &mut zone,
+            "192.0.2.1".parse().unwrap(),
+            "a@example.com",
+            "h",
+            &limited,
+        );
+        assert_eq!(got.verdict, Verdict::TempError);
+    }
+
+    /// xorshift64*: a fixed-seed generator, so a failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_records_never_panic() {
+        const PIECES: &[&str] = &[
+            "v=spf1",
+            " ",
+            " ",
+            "+",
+            "-",
+            "~",
+            "?",
+            "all",
+            "a",
+            "mx",
+            "ptr",
+            "ip4:",
+            "ip6:",
+            "include:",
+            "exists:",
+            "redirect=",
+            "exp=",
+            ":",
+            "/",
+            "//",
+            "0",
+            "24",
+            "33",
+            "129",
+            "128",
+            "1.2.3.4",
+            "::1",
+            "::ffff:1.2.3.4",
+            "example.com",
+            ".",
+            "..",
+            "%{",
+            "}",
+            "%",
+            "%%",
+            "%_",
+            "%-",
+            "d",
+            "ir",
+            "l2r-",
+            "H",
+            "p",
+            "c",
+            "=",
+            "é",
+            "\u{96}",
+            "\t",
+            "\0",
+            "x.example.com",
+            "-",
+            "9999999999999999999999",
+            "%{d99999999999999999999}",
+        ];
+        let mut rng = Rng(0x5eed_5eed_1234_5678);
+        let ips: [IpAddr; 3] = [
+            "192.0.2.1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            "::ffff:192.0.2.1".parse().unwrap(),
+        ];
+        for round in 0..20_000 {
+            let mut record = String::from(if round % 7 == 0 { "" } else { "v=spf1 " });
+            for _ in 0..rng.below(12) {
+                record.push_str(PIECES[rng.below(PIECES.len())]);
+            }
+            let _ = parse_record(&record);
+            let _ = parse_macro_string(&record, MacroContext::Explanation);
+            let _ = parse_domain_spec(&record);
+            if round % 10 == 0 {
+                let mut zone = Zone::default()
+                    .with_txt("example.com", &record)
+                    .with_txt("x.example.com", "v=spf1 redirect=example.com")
+                    .with_addr("x.example.com", "192.0.2.1");
+                let ip = ips[rng.below(ips.len())];
+                let _ = check_mail_from(&mut zone, ip, "user@example.com", &record, &opts());
+            }
+        }
+    }
+}
