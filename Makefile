@@ -2,10 +2,10 @@
 #
 #   make build       release build (target/release/rustfilter)
 #   make test        install missing test dependencies (Debian: courier-mta, postgresql-15,
-#                    python3-gdbm; needs root), build, start the throwaway PostgreSQL
-#                    cluster (tests/services/postgres.sh), run every test including the
-#                    real-Courier end-to-end test (needs root), stop the cluster, then
-#                    `make check`
+#                    python3-gdbm, nsd, bind9-dnsutils; needs root), build, start the
+#                    throwaway PostgreSQL cluster (tests/services/postgres.sh) and the test
+#                    name server (tests/services/nsd.sh), run every test including the
+#                    real-Courier end-to-end test (needs root), stop both, then `make check`
 #   make check       rustfmt check + clippy, warnings are errors
 #   make demo        run examples/demo.rs
 #   make bench       run examples/bench.rs
@@ -47,8 +47,9 @@ test:
 	tests/services/install-deps.sh
 	$(CARGO) build --release
 	tests/services/postgres.sh start
+	tests/services/nsd.sh start || { tests/services/postgres.sh stop; exit 1; }
 	$(CARGO) test --release -- --test-threads=$(TEST_THREADS); \
-		rc=$$?; tests/services/postgres.sh stop; exit $$rc
+		rc=$$?; tests/services/nsd.sh stop; tests/services/postgres.sh stop; exit $$rc
 	$(MAKE) check
 
 check: fmt-check clippy

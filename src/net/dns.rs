@@ -258,6 +258,11 @@ impl Resolver {
         }
     }
 
+    /// A resolver configured by the `[dns]` section (and /etc/resolv.conf).
+    pub fn from_config(modules: &ModulesConfig) -> Result<Resolver, ConfigError> {
+        Ok(Resolver::new(ResolverConfig::from_config(modules)?))
+    }
+
     /// A resolver configured by /etc/resolv.conf.
     pub fn system() -> Resolver {
         Resolver::new(ResolverConfig::from_resolv_conf(Path::new(
@@ -395,10 +400,10 @@ fn random_id() -> u16 {
     let mut buf = [0u8; 2];
     // SAFETY: getrandom writes at most buf.len() bytes into buf.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n != buf.len() as isize {
-        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-            let _ = f.read_exact(&mut buf);
-        }
+    if n != buf.len() as isize
+        && let Ok(mut f) = std::fs::File::open("/dev/urandom")
+    {
+        let _ = f.read_exact(&mut buf);
     }
     u16::from_ne_bytes(buf)
 }
