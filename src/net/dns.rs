@@ -385,8 +385,10 @@ impl Resolver {
                         wire::RCODE_NOERROR | wire::RCODE_NXDOMAIN => return Ok(msg),
                         rcode => last = DnsError::ServerFailure(rcode),
                     },
-                    // A server's failure says more than another's silence.
-                    Err(DnsError::Timeout) if matches!(last, DnsError::ServerFailure(_)) => {}
+                    // A server's failure says more than another's silence or a network
+                    // error, and an error more than silence.
+                    Err(_) if matches!(last, DnsError::ServerFailure(_)) => {}
+                    Err(DnsError::Timeout) if matches!(last, DnsError::Other(_)) => {}
                     Err(e) => last = e,
                 }
             }
