@@ -404,6 +404,74 @@ fn a_name_server_over_ipv6() {
 }
 
 #[test]
+fn an_old_server_that_rejects_edns_is_asked_again_without_it() {
+    let server = Misbehaving::start("127.0.0.1:0", 2, |q| {
+        let arcount = u16::from_be_bytes([q[10], q[11]]);
+        if arcount > 0 {
+            // FORMERR, with no question, as some old servers answer an OPT record
+            let mut formerr = q[..2].to_vec();
+            formerr.extend_from_slice(&[0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+            vec![Datagram::Real(formerr)]
+        } else {
+            vec![Datagram::Real(response(q, 0, &[[127, 0, 0, 45]]))]
+        }
+    });
+    let mut r = Resolver::new(config(&[server.addr], 2000, 1));
+    assert_eq!(r.a("example.test"), Ok(vec![Ipv4Addr::new(127, 0, 0, 45)]));
+    assert_eq!(server.finish(), 2);
+}
+
+#[test]
+fn tc_is_followed_by_tcp_to_the_same_server() {
+    use std::io::{Read, Write};
+    // a UDP and a TCP socket on one port
+    let (udp, tcp) = (0..20)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+            let tcp = std::net::TcpListener::bind(udp.local_addr().ok()?).ok()?;
+            Some((udp, tcp))
+        })
+        .expect("a free port for UDP and TCP");
+    let addr = udp.local_addr().expect("addr");
+    let udp_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        udp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let (n, client) = udp.recv_from(&mut buf).expect("udp query");
+        // TC set, no records
+        let mut tc = response(&buf[..n], 0, &[]);
+        tc[2] |= 0x02;
+        udp.send_to(&tc, client).expect("send");
+    });
+    let tcp_thread = std::thread::spawn(move || {
+        let (mut conn, _) = tcp.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut len = [0u8; 2];
+        conn.read_exact(&mut len).expect("length");
+        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+        conn.read_exact(&mut q).expect("query");
+        let answer = response(&q, 0, &[[127, 0, 0, 46], [127, 0, 0, 47]]);
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        // in two pieces: the reader must put them together
+        conn.write_all(&framed[..5]).expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        conn.write_all(&framed[5..]).expect("write");
+    });
+    let mut r = Resolver::new(config(&[addr], 2000, 1));
+    assert_eq!(
+        r.a("example.test"),
+        Ok(vec![
+            Ipv4Addr::new(127, 0, 0, 46),
+            Ipv4Addr::new(127, 0, 0, 47)
+        ])
+    );
+    udp_thread.join().expect("udp thread");
+    tcp_thread.join().expect("tcp thread");
+}
+
+#[test]
 fn a_closed_port_is_an_error_not_an_answer() {
     // a port that was bound a moment ago and is now closed
     let port = UdpSocket::bind("127.0.0.1:0")
