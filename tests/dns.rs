@@ -235,8 +235,10 @@ impl Misbehaving {
             let mut buf = [0u8; 2048];
             let mut seen = 0;
             while seen < queries {
-                let Ok((n, client)) = socket.recv_from(&mut buf) else {
-                    break;
+                let (n, client) = match socket.recv_from(&mut buf) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 };
                 seen += 1;
                 for d in reply(&buf[..n]) {

@@ -455,13 +455,18 @@ fn exchange_udp(
     let mut edns = true;
     let mut id = random_id();
     let mut query = wire::build_query(id, name, qtype, edns).map_err(DnsError::Other)?;
-    socket.send(&query).map_err(|e| io_error(server, e))?;
+    send_udp(&socket, &query, server)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         socket
             .set_read_timeout(Some(remaining(deadline)?))
             .map_err(|e| io_error(server, e))?;
-        let n = socket.recv(&mut buf).map_err(|e| io_error(server, e))?;
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            // A signal (a worker's SIGCHLD, say) is no reason to give up: wait out the rest.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(server, e)),
+        };
         // Anything unparsable or not matching is ignored, as a spoofed answer would be.
         let Ok(msg) = wire::parse(&buf[..n]) else {
             continue;
@@ -474,10 +479,20 @@ fn exchange_udp(
             edns = false;
             id = random_id();
             query = wire::build_query(id, name, qtype, edns).map_err(DnsError::Other)?;
-            socket.send(&query).map_err(|e| io_error(server, e))?;
+            send_udp(&socket, &query, server)?;
             continue;
         }
         return Ok(msg);
+    }
+}
+
+fn send_udp(socket: &UdpSocket, query: &[u8], server: SocketAddr) -> Result<(), DnsError> {
+    loop {
+        match socket.send(query) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(server, e)),
+        }
     }
 }
 
