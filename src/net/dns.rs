@@ -313,7 +313,11 @@ impl Resolver {
                 let here: Vec<RData> = msg
                     .answers
                     .iter()
-                    .filter(|r| r.rtype == qtype && wire::same_name(&r.name, &answer.name))
+                    .filter(|r| {
+                        r.rtype == qtype
+                            && r.class == wire::CLASS_IN
+                            && wire::same_name(&r.name, &answer.name)
+                    })
                     .map(|r| r.data.clone())
                     .collect();
                 if !here.is_empty() {
@@ -322,7 +326,9 @@ impl Resolver {
                 }
                 let next = msg.answers.iter().find_map(|r| match &r.data {
                     RData::Cname(target)
-                        if qtype != wire::TYPE_CNAME && wire::same_name(&r.name, &answer.name) =>
+                        if qtype != wire::TYPE_CNAME
+                            && r.class == wire::CLASS_IN
+                            && wire::same_name(&r.name, &answer.name) =>
                     {
                         Some(target.clone())
                     }
