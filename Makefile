@@ -59,8 +59,9 @@ MAN8     := $(wildcard man/*.8)
 CONFS    := conf/rustfilter.conf conf/rustfilter-modules.conf
 EXAMPLES := $(wildcard conf/examples/*.conf)
 CRON     := conf/rustfilter.cron
-# The cron file names the mail user "courier"; install writes $(MAILUSER) there.
-CRON_SED := sed -E '/^[0-9*@]/s/^(([^[:space:]]+[[:space:]]+){5})courier([[:space:]])/\1$(MAILUSER)\3/'
+# The cron file names the mail user "courier" (also in commented-out jobs); install
+# writes $(MAILUSER) there.
+CRON_SED := sed -E '/^\#?[0-9*@]/s/^(\#?([^[:space:]]+[[:space:]]+){5})courier([[:space:]])/\1$(MAILUSER)\3/'
 
 STATIC_TARGET := x86_64-unknown-linux-musl
 STATIC_BIN    := target/$(STATIC_TARGET)/static/rustfilter
@@ -147,7 +148,7 @@ install:
 		base=$$(basename $$f); dest=$(DESTDIR)$(SYSCONFDIR)/$$base; found=; \
 		for dir in $(CONF_DIRS); do \
 			for name in $$base $$(echo $$base | sed s/^rustfilter/pythonfilter/); do \
-				[ -z "$$found" ] && [ -e $(DESTDIR)$$dir/$$name ] && found=$(DESTDIR)$$dir/$$name; \
+				if [ -z "$$found" ] && [ -e $(DESTDIR)$$dir/$$name ]; then found=$(DESTDIR)$$dir/$$name; fi; \
 			done; \
 		done; \
 		if [ -n "$$found" ]; then \
@@ -172,13 +173,13 @@ install:
 	@# The SQLite store lives here; only Courier's mail user writes it.
 	@set -e; dir=$(DESTDIR)$(STATEDIR); \
 	install -d -m 0750 $$dir; \
-	if ! chown $(MAILUSER):$(MAILGROUP) $$dir 2>/dev/null; then \
-		if [ -z "$(DESTDIR)" ]; then \
-			echo "cannot give $$dir to $(MAILUSER):$(MAILGROUP) (run make install as root)" >&2; exit 1; \
-		fi; \
-		echo "note: $$dir is not owned by $(MAILUSER):$(MAILGROUP) (not root); fix it when packaging"; \
-	fi; \
-	echo "state directory $$dir: 0750 $(MAILUSER):$(MAILGROUP)"
+	if chown $(MAILUSER):$(MAILGROUP) $$dir 2>/dev/null; then \
+		echo "state directory $$dir: 0750 $(MAILUSER):$(MAILGROUP)"; \
+	elif [ -z "$(DESTDIR)" ]; then \
+		echo "cannot give $$dir to $(MAILUSER):$(MAILGROUP) (run make install as root)" >&2; exit 1; \
+	else \
+		echo "note: $$dir must be owned by $(MAILUSER):$(MAILGROUP) (not root: not done)"; \
+	fi
 	@echo "enable with: filterctl start rustfilter"
 
 uninstall:
@@ -186,7 +187,7 @@ uninstall:
 	@set -e; for f in $(MAN5); do rm -f $(DESTDIR)$(MANDIR)/man5/$$(basename $$f); done
 	@set -e; for f in $(MAN8); do rm -f $(DESTDIR)$(MANDIR)/man8/$$(basename $$f); done
 	@set -e; for f in $(EXAMPLES) $(CRON); do rm -f $(DESTDIR)$(DOCDIR)/examples/$$(basename $$f); done
-	-@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+	@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	@# The cron file goes when it is the one install wrote; an edited one is kept.
 	@dest=$(DESTDIR)$(CRONDIR)/rustfilter; \
 	if [ -e $$dest ]; then \
