@@ -3,10 +3,10 @@
 #
 #   Debian packages: courier-mta (the real MTA for tests/courier_e2e.rs), postgresql-15
 #   (the throwaway cluster of tests/services/postgres.sh; no system cluster is created),
-#   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), nsd and
-#   bind9-dnsutils (the test name server of tests/services/nsd.sh, dig for its readiness
-#   check), and a C
-#   toolchain (cc) for linking when none is on PATH.
+#   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), groff-base
+#   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
+#   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
+#   dig for its readiness check), and a C toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -19,6 +19,8 @@ missing=()
 dpkg -s courier-mta >/dev/null 2>&1 || missing+=(courier-mta)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 dpkg -s python3-gdbm >/dev/null 2>&1 || missing+=(python3-gdbm)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v nsd >/dev/null 2>&1 || missing+=(nsd)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
