@@ -281,12 +281,15 @@ fn modules_page_documents_every_module_and_key() {
 
     // Read directly, so they are checked whoever reads them; then whatever else building a
     // chain reads. (Add a section read elsewhere, such as [dns] by the resolver, here.)
-    let direct: [(&str, FromConfig); 2] = [
+    let direct: [(&str, FromConfig); 3] = [
         ("rustfilter", |c| {
             rustfilter::chain::Settings::from_config(c).map(drop)
         }),
         ("ttldb", |c| {
             rustfilter::store::StoreConfig::from_config(c).map(drop)
+        }),
+        ("dns", |c| {
+            rustfilter::net::dns::ResolverConfig::from_config(c).map(drop)
         }),
     ];
     let mut libraries: Vec<(String, Vec<String>)> = direct

@@ -147,8 +147,9 @@ impl ResolverConfig {
     ) -> Result<ResolverConfig, ConfigError> {
         let sec = modules.section(Self::SECTION);
         let mut config = ResolverConfig::from_resolv_conf(resolv_conf);
+        // Asked for even when absent, so that the unknown-key error lists it.
+        let list = sec.string_list("nameservers", &[])?;
         if sec.has("nameservers") {
-            let list = sec.string_list("nameservers", &[])?;
             if list.is_empty() {
                 return Err(sec.error("nameservers", "the list is empty"));
             }
@@ -719,7 +720,7 @@ mod tests {
             ("[dns]\nattempts = 0\n", "between 1 and 5"),
             (
                 "[dns]\nnameserver = ['127.0.0.1']\n",
-                "unknown key 'nameserver'",
+                "unknown key 'nameserver' for module 'dns' (known keys: nameservers, timeout, attempts)",
             ),
         ] {
             let e = ResolverConfig::from_config_with(&modules(text), &resolv).unwrap_err();
