@@ -479,14 +479,28 @@ impl Server {
         }
     }
 
+    /// Messages per measured run. The new-triplets servers need a spool file pair per
+    /// message, and creating and removing many files is slow on some file systems: a quarter.
     fn messages(self, opts: &Options) -> usize {
-        if self.store().is_some() {
+        if self.new_triplets() {
+            opts.store_messages.div_ceil(NEW_TRIPLETS_DIVISOR)
+        } else if self.store().is_some() {
             opts.store_messages
         } else {
             opts.messages
         }
     }
+
+    fn warmup(self, opts: &Options) -> usize {
+        if self.new_triplets() {
+            opts.warmup.div_ceil(NEW_TRIPLETS_DIVISOR)
+        } else {
+            opts.warmup
+        }
+    }
 }
+
+const NEW_TRIPLETS_DIVISOR: usize = 4;
 
 const LIGHT_GREYLIST_CHAIN: &str =
     "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\n";
@@ -561,7 +575,8 @@ fn run(opts: &Options) -> Result<bool> {
     }
     // The new-triplets servers use each of these once per start: warm-up, then every run.
     let new_count = if opts.servers.iter().any(|s| s.new_triplets()) {
-        opts.warmup + opts.store_messages * opts.concurrency.len()
+        Server::GreylistNewSqlite.warmup(opts)
+            + Server::GreylistNewSqlite.messages(opts) * opts.concurrency.len()
     } else {
         0
     };
@@ -637,8 +652,8 @@ fn run(opts: &Options) -> Result<bool> {
         println!(
             "greylist servers: greylist_time = 0, a fresh store per start (SQLite in the temp \
              dir{}); {} messages per measured run. Passed traffic: the spool's triplets are sent \
-             twice first (451, then promoted). New triplets: a spool of {} more messages, each \
-             sent once per start.",
+             twice first (451, then promoted). New triplets: {} messages per measured run, from \
+             a spool of {} more messages, each sent once per start.",
             match &setup.pg {
                 Some(pg) => format!(
                     ", PostgreSQL a new database on 127.0.0.1:{PG_PORT}{}",
@@ -651,6 +666,7 @@ fn run(opts: &Options) -> Result<bool> {
                 None => String::new(),
             },
             opts.store_messages,
+            Server::GreylistNewSqlite.messages(opts),
             setup.new_requests.len()
         );
     }
@@ -867,18 +883,11 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     // A store failure is a possible outcome under load (PostgreSQL serialization conflicts):
     // counted and reported, not a bench failure, once the store is filled.
     let tolerate = server.store().is_some();
-    if opts.warmup > 0 {
-        drive(
-            &socket,
-            requests,
-            offset,
-            opts.warmup,
-            max_c,
-            expect,
-            tolerate,
-        )
-        .map_err(|e| format!("{} warm-up: {e}{}", server.label(), log_hint(&daemon)))?;
-        offset += opts.warmup;
+    let warmup = server.warmup(opts);
+    if warmup > 0 {
+        drive(&socket, requests, offset, warmup, max_c, expect, tolerate)
+            .map_err(|e| format!("{} warm-up: {e}{}", server.label(), log_hint(&daemon)))?;
+        offset += warmup;
     }
     let messages = server.messages(opts);
     let mut runs = Vec::new();
@@ -1323,8 +1332,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// at every concurrency.
 fn print_table(opts: &Options, runs: &[Run]) -> bool {
     println!(
-        "\nMedians over {} round(s), {} messages per run ({} for the greylist servers):\n",
-        opts.rounds, opts.messages, opts.store_messages
+        "\nMedians over {} round(s), {} messages per run ({} for the greylist servers, {} with \
+         new triplets):\n",
+        opts.rounds,
+        opts.messages,
+        opts.store_messages,
+        Server::GreylistNewSqlite.messages(opts)
     );
     let header = [
         "server",
