@@ -48,9 +48,24 @@ const LIGHT_CHAIN: &str = "noduplicates\nnosuccessdsn\nwhitelist_auth\ndelivered
 /// Issue 3: greylist alone on SQLite may cost the daemon at most this much CPU per message.
 const GREYLIST_TARGET_US: f64 = 60.0;
 const ALL_SERVERS: &str = "floor,empty,light,greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg";
-/// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults).
+/// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults; the variables
+/// BENCH_PG_DIR and BENCH_PG_PORT choose another).
 const PG_DIR: &str = "/tmp/rustfilter-pg";
 const PG_PORT: u16 = 55432;
+
+fn pg_dir() -> String {
+    std::env::var("BENCH_PG_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| PG_DIR.into())
+}
+
+fn pg_port() -> u16 {
+    std::env::var("BENCH_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(PG_PORT)
+}
 const PG_USER: &str = "filter";
 const PG_PASSWORD: &str = "filterpw";
 /// The bench's databases are `rfbench_<pid>_<n>`, dropped after each run.
@@ -656,7 +671,8 @@ fn run(opts: &Options) -> Result<bool> {
              a spool of {} more messages, each sent once per start.",
             match &setup.pg {
                 Some(pg) => format!(
-                    ", PostgreSQL a new database on 127.0.0.1:{PG_PORT}{}",
+                    ", PostgreSQL a new database on 127.0.0.1:{}{}",
+                    pg_port(),
                     if pg.started_by_us {
                         ", cluster started by the bench"
                     } else {
@@ -1043,7 +1059,7 @@ impl PgCluster {
                 ));
             }
             let out = std::process::Command::new(&cluster.script)
-                .args(["start", PG_DIR, &PG_PORT.to_string()])
+                .args(["start", &pg_dir(), &pg_port().to_string()])
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", cluster.script.display()))?;
             if !out.status.success() {
@@ -1055,8 +1071,12 @@ impl PgCluster {
             }
             cluster.started_by_us = true;
         }
-        let mut su = PgBackend::connect(&superuser())
-            .map_err(|e| format!("cannot connect to the cluster in {PG_DIR} as postgres: {e}"))?;
+        let mut su = PgBackend::connect(&superuser()).map_err(|e| {
+            format!(
+                "cannot connect to the cluster in {} as postgres: {e}",
+                pg_dir()
+            )
+        })?;
         // Databases left by a bench that was killed (its pid is gone).
         let rows = su
             .simple_query(&format!(
@@ -1083,7 +1103,7 @@ impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.started_by_us {
             match std::process::Command::new(&self.script)
-                .args(["stop", PG_DIR, &PG_PORT.to_string()])
+                .args(["stop", &pg_dir(), &pg_port().to_string()])
                 .output()
             {
                 Ok(out) if out.status.success() => {}
@@ -1101,8 +1121,8 @@ impl Drop for PgCluster {
 /// The superuser over the cluster's UNIX socket (trust): creates and drops the databases.
 fn superuser() -> PgConfig {
     PgConfig {
-        host: PG_DIR.into(),
-        port: PG_PORT,
+        host: pg_dir(),
+        port: pg_port(),
         db: "postgres".into(),
         user: "postgres".into(),
         password: String::new(),
@@ -1151,8 +1171,9 @@ impl FreshStore {
             }
             // TCP, as from a mail host to a shared database server.
             FreshStore::Postgres { db, .. } => format!(
-                "[ttldb]\ntype = 'postgresql'\nhost = '127.0.0.1'\nport = {PG_PORT}\n\
-                 db = '{db}'\nuser = '{PG_USER}'\npassword = '{PG_PASSWORD}'\n\n"
+                "[ttldb]\ntype = 'postgresql'\nhost = '127.0.0.1'\nport = {}\n\
+                 db = '{db}'\nuser = '{PG_USER}'\npassword = '{PG_PASSWORD}'\n\n",
+                pg_port()
             ),
         }
     }
