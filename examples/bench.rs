@@ -47,11 +47,18 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const LIGHT_CHAIN: &str = "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\n";
 /// Issue 3: greylist alone on SQLite may cost the daemon at most this much CPU per message.
 const GREYLIST_TARGET_US: f64 = 60.0;
-const ALL_SERVERS: &str = "floor,empty,light,greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg";
+const ALL_SERVERS: &str = concat!(
+    "floor,empty,light,",
+    "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg"
+);
 /// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults; the variables
 /// BENCH_PG_DIR and BENCH_PG_PORT choose another).
 const PG_DIR: &str = "/tmp/rustfilter-pg";
 const PG_PORT: u16 = 55432;
+const PG_USER: &str = "filter";
+const PG_PASSWORD: &str = "filterpw";
+/// The bench's databases are `rfbench_<pid>_<n>`, dropped after each run.
+const PG_DB_PREFIX: &str = "rfbench_";
 
 fn pg_dir() -> String {
     std::env::var("BENCH_PG_DIR")
@@ -66,10 +73,6 @@ fn pg_port() -> u16 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(PG_PORT)
 }
-const PG_USER: &str = "filter";
-const PG_PASSWORD: &str = "filterpw";
-/// The bench's databases are `rfbench_<pid>_<n>`, dropped after each run.
-const PG_DB_PREFIX: &str = "rfbench_";
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
@@ -115,7 +118,9 @@ Usage: cargo run --release --example bench -- [OPTIONS]
                       greylist on SQLite exceeds 60 µs/msg
 Each option can also be given as an environment variable: BENCH_CONCURRENCY, BENCH_MESSAGES,
 BENCH_WARMUP, BENCH_ROUNDS, BENCH_SPOOL, BENCH_WORKERS, BENCH_SERVERS, BENCH_STORE_MESSAGES,
-BENCH_STRICT=1.";
+BENCH_STRICT=1. The PostgreSQL rows use the cluster of tests/services/postgres.sh in
+BENCH_PG_DIR (default /tmp/rustfilter-pg) on BENCH_PG_PORT (default 55432), started (and
+stopped at the end) when it is not running; without PostgreSQL they are skipped.";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -196,9 +201,7 @@ impl Options {
                 Server::ALL
                     .iter()
                     .copied()
-                    .find(|k| {
-                        k.name() == s || (s == "light-greylist" && *k == Server::LightGreylist)
-                    })
+                    .find(|k| k.name() == s)
                     .ok_or_else(|| format!("servers: expected some of {ALL_SERVERS}, got '{s}'"))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
