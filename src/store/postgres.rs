@@ -952,8 +952,7 @@ mod server_tests {
         let config = testing::postgres_database();
         let mut b = connect(&config);
         let timeout = |b: &mut PgBackend| {
-            let t = b.simple_query("SHOW statement_timeout").expect("show")[0][0].clone();
-            t
+            b.simple_query("SHOW statement_timeout").expect("show")[0][0].clone()
         };
         assert_eq!(timeout(&mut b).as_deref(), Some("8s"));
         b.ensure_ttl_table("t").expect("create");
