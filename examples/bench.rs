@@ -10,12 +10,18 @@
 //!   Nothing can answer Courier for less, so it is the yardstick.
 //! * `empty chain`: rustfilter with no modules (request handling, control-file parse, logging).
 //! * `light chain`: rustfilter with noduplicates, nosuccessdsn, whitelist_auth, deliveredto.
+//! * `greylist-sqlite`, `light+greylist`, `greylist-pg`: the chain `greylist` alone on the
+//!   SQLite store, the light chain + greylist on SQLite, and `greylist` on PostgreSQL (a fresh
+//!   database in the throwaway cluster of `tests/services/postgres.sh`). The store is filled
+//!   first so that every measured message is a passed triplet (`200 Ok`).
+//! * `greylist-new-sqlite`, `greylist-new-pg`: every message a first sight (`451`).
 //!
 //! Options (or environment variables): `--concurrency 8,1` (BENCH_CONCURRENCY), `--messages N`
 //! per measured run (BENCH_MESSAGES), `--warmup N` (BENCH_WARMUP), `--rounds N` (BENCH_ROUNDS),
 //! `--spool N` distinct messages (BENCH_SPOOL), `--workers N` (BENCH_WORKERS), `--servers
-//! floor,empty,light` (BENCH_SERVERS), `--strict` (exit 1 when the light chain misses its
-//! target). `RUSTFILTER_BIN` runs another binary.
+//! LIST` (BENCH_SERVERS), `--store-messages N` per measured run of the greylist servers
+//! (BENCH_STORE_MESSAGES), `--strict` (exit 1 when the light chain or greylist on SQLite misses
+//! its target). `RUSTFILTER_BIN` runs another binary.
 
 mod common;
 
@@ -31,12 +37,42 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, OrFail, Result, Scratch, SpoolMessage};
+use rustfilter::store::PgConfig;
+use rustfilter::store::postgres::PgBackend;
 
 const ME: &str = "mail.bench.example";
 /// The light chain's CPU per message may be at most this multiple of the floor's.
 const TARGET_RATIO: f64 = 1.5;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const LIGHT_CHAIN: &str = "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\n";
+/// Issue 3: greylist alone on SQLite may cost the daemon at most this much CPU per message.
+const GREYLIST_TARGET_US: f64 = 60.0;
+const ALL_SERVERS: &str = concat!(
+    "floor,empty,light,",
+    "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg"
+);
+/// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults; the variables
+/// BENCH_PG_DIR and BENCH_PG_PORT choose another).
+const PG_DIR: &str = "/tmp/rustfilter-pg";
+const PG_PORT: u16 = 55432;
+const PG_USER: &str = "filter";
+const PG_PASSWORD: &str = "filterpw";
+/// The bench's databases are `rfbench_<pid>_<n>`, dropped after each run.
+const PG_DB_PREFIX: &str = "rfbench_";
+
+fn pg_dir() -> String {
+    std::env::var("BENCH_PG_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| PG_DIR.into())
+}
+
+fn pg_port() -> u16 {
+    std::env::var("BENCH_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(PG_PORT)
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
@@ -74,10 +110,17 @@ Usage: cargo run --release --example bench -- [OPTIONS]
   --rounds N          interleaved rounds; the table shows medians (default 5)
   --spool N           distinct spooled messages the traffic cycles through (default 500)
   --workers N         worker processes of each server (default 4)
-  --servers LIST      which servers to run: floor,empty,light (default all three)
-  --strict            exit 1 when the light chain's CPU/msg exceeds 1.5x the floor's
+  --servers LIST      which servers to run (default all): floor, empty, light,
+                      greylist-sqlite, light+greylist, greylist-pg, greylist-new-sqlite,
+                      greylist-new-pg
+  --store-messages N  messages per measured run of the greylist servers (default 4000)
+  --strict            exit 1 when the light chain's CPU/msg exceeds 1.5x the floor's, or
+                      greylist on SQLite exceeds 60 µs/msg
 Each option can also be given as an environment variable: BENCH_CONCURRENCY, BENCH_MESSAGES,
-BENCH_WARMUP, BENCH_ROUNDS, BENCH_SPOOL, BENCH_WORKERS, BENCH_SERVERS, BENCH_STRICT=1.";
+BENCH_WARMUP, BENCH_ROUNDS, BENCH_SPOOL, BENCH_WORKERS, BENCH_SERVERS, BENCH_STORE_MESSAGES,
+BENCH_STRICT=1. The PostgreSQL rows use the cluster of tests/services/postgres.sh in
+BENCH_PG_DIR (default /tmp/rustfilter-pg) on BENCH_PG_PORT (default 55432), started (and
+stopped at the end) when it is not running; without PostgreSQL they are skipped.";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -88,6 +131,7 @@ struct Options {
     spool: usize,
     workers: usize,
     servers: Vec<Server>,
+    store_messages: usize,
     strict: bool,
 }
 
@@ -106,7 +150,11 @@ impl Options {
             ("workers", env("BENCH_WORKERS").unwrap_or("4".into())),
             (
                 "servers",
-                env("BENCH_SERVERS").unwrap_or("floor,empty,light".into()),
+                env("BENCH_SERVERS").unwrap_or(ALL_SERVERS.into()),
+            ),
+            (
+                "store-messages",
+                env("BENCH_STORE_MESSAGES").unwrap_or("4000".into()),
             ),
         ];
         let mut strict = env("BENCH_STRICT").is_some_and(|v| v != "0");
@@ -148,13 +196,13 @@ impl Options {
         let servers = get("servers")
             .unwrap_or("")
             .split(',')
-            .map(|s| match s.trim() {
-                "floor" => Ok(Server::Floor),
-                "empty" => Ok(Server::Empty),
-                "light" => Ok(Server::Light),
-                other => Err(format!(
-                    "servers: expected floor, empty or light, got '{other}'"
-                )),
+            .map(|s| {
+                let s = s.trim();
+                Server::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| k.name() == s)
+                    .ok_or_else(|| format!("servers: expected some of {ALL_SERVERS}, got '{s}'"))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Options {
@@ -165,6 +213,7 @@ impl Options {
             rounds: number("rounds", 1)?,
             spool: number("spool", 1)?,
             workers: number("workers", 1)?,
+            store_messages: number("store-messages", 1)?,
             strict,
         })
     }
@@ -334,17 +383,145 @@ enum Server {
     Floor,
     Empty,
     Light,
+    GreylistSqlite,
+    LightGreylist,
+    GreylistPg,
+    GreylistNewSqlite,
+    GreylistNewPg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// What every reply of a run must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Ok,
+    /// greylist's reply to a triplet it has to wait for (a store failure is a different 451).
+    Greylisted,
+    OkOrGreylisted,
+}
+
+impl Expect {
+    fn matches(self, reply: &[u8]) -> bool {
+        match self {
+            Expect::Ok => trim_reply(reply) == b"200 Ok",
+            Expect::Greylisted => reply.starts_with(b"451 4.7.1 Greylisting in action"),
+            Expect::OkOrGreylisted => {
+                Expect::Ok.matches(reply) || Expect::Greylisted.matches(reply)
+            }
+        }
+    }
+
+    /// greylist's reply when the store failed (after the store's own retries).
+    fn is_tempfail(reply: &[u8]) -> bool {
+        reply.starts_with(b"451 4.3.0 Temporary failure in greylist")
+    }
 }
 
 impl Server {
+    const ALL: [Server; 8] = [
+        Server::Floor,
+        Server::Empty,
+        Server::Light,
+        Server::GreylistSqlite,
+        Server::LightGreylist,
+        Server::GreylistPg,
+        Server::GreylistNewSqlite,
+        Server::GreylistNewPg,
+    ];
+
+    /// The name in `--servers`.
+    fn name(self) -> &'static str {
+        match self {
+            Server::Floor => "floor",
+            Server::Empty => "empty",
+            Server::Light => "light",
+            Server::GreylistSqlite => "greylist-sqlite",
+            Server::LightGreylist => "light+greylist",
+            Server::GreylistPg => "greylist-pg",
+            Server::GreylistNewSqlite => "greylist-new-sqlite",
+            Server::GreylistNewPg => "greylist-new-pg",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Server::Floor => "floor",
             Server::Empty => "empty chain",
             Server::Light => "light chain",
+            Server::GreylistSqlite => "greylist sqlite",
+            Server::LightGreylist => "light+greylist sqlite",
+            Server::GreylistPg => "greylist pg",
+            Server::GreylistNewSqlite => "greylist sqlite, new triplets",
+            Server::GreylistNewPg => "greylist pg, new triplets",
+        }
+    }
+
+    /// The chain file it runs (rustfilter servers only).
+    fn chain(self) -> &'static str {
+        match self {
+            Server::Floor | Server::Empty => "",
+            Server::Light => LIGHT_CHAIN,
+            Server::LightGreylist => LIGHT_GREYLIST_CHAIN,
+            Server::GreylistSqlite
+            | Server::GreylistPg
+            | Server::GreylistNewSqlite
+            | Server::GreylistNewPg => "greylist\n",
+        }
+    }
+
+    fn store(self) -> Option<StoreKind> {
+        match self {
+            Server::Floor | Server::Empty | Server::Light => None,
+            Server::GreylistSqlite | Server::LightGreylist | Server::GreylistNewSqlite => {
+                Some(StoreKind::Sqlite)
+            }
+            Server::GreylistPg | Server::GreylistNewPg => Some(StoreKind::Postgres),
+        }
+    }
+
+    /// Every measured message is a triplet greylist has never seen.
+    fn new_triplets(self) -> bool {
+        matches!(self, Server::GreylistNewSqlite | Server::GreylistNewPg)
+    }
+
+    fn expect(self) -> Expect {
+        if self.new_triplets() {
+            Expect::Greylisted
+        } else {
+            Expect::Ok
+        }
+    }
+
+    /// Messages per measured run. The new-triplets servers need a spool file pair per
+    /// message, and creating and removing many files is slow on some file systems: a quarter.
+    fn messages(self, opts: &Options) -> usize {
+        if self.new_triplets() {
+            opts.store_messages.div_ceil(NEW_TRIPLETS_DIVISOR)
+        } else if self.store().is_some() {
+            opts.store_messages
+        } else {
+            opts.messages
+        }
+    }
+
+    fn warmup(self, opts: &Options) -> usize {
+        if self.new_triplets() {
+            opts.warmup.div_ceil(NEW_TRIPLETS_DIVISOR)
+        } else {
+            opts.warmup
         }
     }
 }
+
+const NEW_TRIPLETS_DIVISOR: usize = 4;
+
+const LIGHT_GREYLIST_CHAIN: &str =
+    "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\n";
 
 /// One measured run.
 #[derive(Debug, Clone)]
@@ -360,6 +537,11 @@ struct Run {
     cpu_us: f64,
     /// From /proc/<pid>/stat utime+stime (clock ticks), for comparison.
     stat_us: f64,
+    /// CPU of the PostgreSQL server processes serving the bench's database (NaN: SQLite or
+    /// none); not part of `cpu_us`.
+    store_us: f64,
+    /// Replies `451 4.3.0 Temporary failure in greylist` (the store failed).
+    tempfails: usize,
     driver_us: f64,
     rss_mib: f64,
     ready_ms: f64,
@@ -370,7 +552,10 @@ struct Setup {
     rustfilter: PathBuf,
     this_program: PathBuf,
     requests: Vec<Vec<u8>>,
+    /// Distinct triplets for the new-triplets servers (each used once per server start).
+    new_requests: Vec<Vec<u8>>,
     messages: Vec<(SpoolMessage, u64)>,
+    pg: Option<PgCluster>,
 }
 
 fn run(opts: &Options) -> Result<bool> {
@@ -393,27 +578,59 @@ fn run(opts: &Options) -> Result<bool> {
     )?;
     common::write_file(&etc.join("light.conf"), LIGHT_CHAIN.as_bytes())?;
     common::write_file(&etc.join("modules.conf"), b"")?;
+    for &server in &opts.servers {
+        if server.store().is_some() {
+            common::write_file(
+                &etc.join(format!("{}.conf", server.name())),
+                server.chain().as_bytes(),
+            )?;
+        }
+    }
 
     let mut messages = Vec::with_capacity(opts.spool);
     for i in 0..opts.spool as u64 {
-        let (data, control) = bench_message(i);
-        let msg = SpoolMessage::write(
-            &scratch.localstatedir,
-            &format!("{}", 180_000 + i / 100),
-            i,
-            ME,
-            &data,
-            &control,
-        )?;
-        messages.push((msg, control.len() as u64));
+        messages.push(spool_message(&scratch, i)?);
     }
-    let requests = messages.iter().map(|(m, _)| m.request()).collect();
+    // The new-triplets servers use each of these once per start: warm-up, then every run.
+    let new_count = if opts.servers.iter().any(|s| s.new_triplets()) {
+        Server::GreylistNewSqlite.warmup(opts)
+            + Server::GreylistNewSqlite.messages(opts) * opts.concurrency.len()
+    } else {
+        0
+    };
+    for i in 0..new_count as u64 {
+        messages.push(spool_message(&scratch, NEW_TRIPLETS_BASE + i)?);
+    }
+    let requests: Vec<Vec<u8>> = messages.iter().map(|(m, _)| m.request()).collect();
+    let new_requests = requests[opts.spool..].to_vec();
+    let requests = requests[..opts.spool].to_vec();
+
+    let mut servers = opts.servers.clone();
+    let mut pg = None;
+    if servers
+        .iter()
+        .any(|s| s.store() == Some(StoreKind::Postgres))
+    {
+        match PgCluster::prepare() {
+            Ok(cluster) => pg = Some(cluster),
+            Err(why) => {
+                println!("PostgreSQL rows skipped: {why}\n");
+                servers.retain(|s| s.store() != Some(StoreKind::Postgres));
+            }
+        }
+    }
+    let opts = &Options {
+        servers,
+        ..opts.clone()
+    };
     let setup = Setup {
         scratch,
         rustfilter,
         this_program,
         requests,
+        new_requests,
         messages,
+        pg,
     };
 
     let avg_data: u64 = setup
@@ -448,7 +665,31 @@ fn run(opts: &Options) -> Result<bool> {
             .join(" and "),
         opts.rounds
     );
-    println!("light chain: {}\n", LIGHT_CHAIN.trim().replace('\n', ", "));
+    println!("light chain: {}", LIGHT_CHAIN.trim().replace('\n', ", "));
+    if opts.servers.iter().any(|s| s.store().is_some()) {
+        println!(
+            "greylist servers: greylist_time = 0, a fresh store per start (SQLite in the temp \
+             dir{}); {} messages per measured run. Passed traffic: the spool's triplets are sent \
+             twice first (451, then promoted). New triplets: {} messages per measured run, from \
+             a spool of {} more messages, each sent once per start.",
+            match &setup.pg {
+                Some(pg) => format!(
+                    ", PostgreSQL a new database on 127.0.0.1:{}{}",
+                    pg_port(),
+                    if pg.started_by_us {
+                        ", cluster started by the bench"
+                    } else {
+                        ""
+                    }
+                ),
+                None => String::new(),
+            },
+            opts.store_messages,
+            Server::GreylistNewSqlite.messages(opts),
+            setup.new_requests.len()
+        );
+    }
+    println!();
 
     let mut runs = Vec::new();
     let started = Instant::now();
@@ -476,8 +717,29 @@ fn run(opts: &Options) -> Result<bool> {
     }
 
     let met = print_table(opts, &runs);
+    if let Some(pg) = &setup.pg
+        && pg.started_by_us
+    {
+        println!("stopping the PostgreSQL cluster the bench started");
+    }
     drop(setup);
     Ok(met || !opts.strict)
+}
+
+/// The new-triplets spool numbers its messages from here (distinct senders and files).
+const NEW_TRIPLETS_BASE: u64 = 1_000_000;
+
+fn spool_message(scratch: &Scratch, i: u64) -> Result<(SpoolMessage, u64)> {
+    let (data, control) = bench_message(i);
+    let msg = SpoolMessage::write(
+        &scratch.localstatedir,
+        &format!("{}", 180_000 + i / 100),
+        i,
+        ME,
+        &data,
+        &control,
+    )?;
+    Ok((msg, control.len() as u64))
 }
 
 fn kernel() -> String {
@@ -544,6 +806,21 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
         .path()
         .join(format!("{}-{round}.log", server.label().replace(' ', "-")));
     let workers = opts.workers.to_string();
+    // A fresh store for each start: SQLite in a directory of its own, PostgreSQL a new
+    // database (dropped when `store` goes).
+    let mut modules_conf = s.sysconfdir.join("modules.conf");
+    let mut store: Option<FreshStore> = None;
+    if let Some(kind) = server.store() {
+        let fresh = FreshStore::new(setup, kind, &format!("{}-{round}", server.name()))?;
+        modules_conf = s
+            .sysconfdir
+            .join(format!("modules-{}-{round}.conf", server.name()));
+        common::write_file(
+            &modules_conf,
+            format!("{}[greylist]\ngreylist_time = 0\n", fresh.ttldb_section()).as_bytes(),
+        )?;
+        store = Some(fresh);
+    }
     let (program, name, args): (&Path, &str, Vec<OsString>) = match server {
         Server::Floor => (
             &setup.this_program,
@@ -558,11 +835,11 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
                 workers.into(),
             ],
         ),
-        Server::Empty | Server::Light => {
-            let chain = if server == Server::Empty {
-                "empty.conf"
-            } else {
-                "light.conf"
+        _ => {
+            let chain = match server {
+                Server::Empty => "empty.conf".to_string(),
+                Server::Light => "light.conf".to_string(),
+                other => format!("{}.conf", other.name()),
             };
             (
                 &setup.rustfilter,
@@ -573,7 +850,7 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
                     "--config".into(),
                     s.sysconfdir.join(chain).into(),
                     "--modules-config".into(),
-                    s.sysconfdir.join("modules.conf").into(),
+                    modules_conf.clone().into(),
                     "--sysconfdir".into(),
                     s.sysconfdir.clone().into(),
                     "--localstatedir".into(),
@@ -598,22 +875,60 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     }
     let max_c = opts.concurrency.iter().copied().max().unwrap_or(1);
     let mut offset = 0usize;
-    if opts.warmup > 0 {
-        drive(&socket, &setup.requests, offset, opts.warmup, max_c)
-            .map_err(|e| format!("{} warm-up: {e}{}", server.label(), log_hint(&daemon)))?;
-        offset += opts.warmup;
+    let expect = server.expect();
+    let requests = if server.new_triplets() {
+        &setup.new_requests
+    } else {
+        &setup.requests
+    };
+    if server.store().is_some() && !server.new_triplets() {
+        // The steady state of a greylisting host: every triplet is known and has passed.
+        // greylist_time = 0, so the first sight is greylisted and the second promotes it. A
+        // triplet whose first sight met a store failure is only stored by the second pass;
+        // the warm-up then promotes it.
+        for (pass, expect) in [
+            ("first sight", Expect::Greylisted),
+            ("promotion", Expect::OkOrGreylisted),
+        ] {
+            drive(&socket, requests, 0, requests.len(), max_c, expect, true).map_err(|e| {
+                format!(
+                    "{} pre-population ({pass}): {e}{}",
+                    server.label(),
+                    log_hint(&daemon)
+                )
+            })?;
+        }
     }
+    // A store failure is a possible outcome under load (PostgreSQL serialization conflicts):
+    // counted and reported, not a bench failure, once the store is filled.
+    let tolerate = server.store().is_some();
+    let warmup = server.warmup(opts);
+    if warmup > 0 {
+        drive(&socket, requests, offset, warmup, max_c, expect, tolerate)
+            .map_err(|e| format!("{} warm-up: {e}{}", server.label(), log_hint(&daemon)))?;
+        offset += warmup;
+    }
+    let messages = server.messages(opts);
     let mut runs = Vec::new();
     for &c in &opts.concurrency {
+        let store0 = match &mut store {
+            Some(st) => st.backend_cpu()?,
+            None => None,
+        };
         let cpu0 = common::tree_cpu(daemon.pid())?;
         let me0 = common::own_cpu();
         let t0 = Instant::now();
-        let latencies = drive(&socket, &setup.requests, offset, opts.messages, c)
-            .map_err(|e| format!("{} C={c}: {e}{}", server.label(), log_hint(&daemon)))?;
+        let (latencies, tempfails) =
+            drive(&socket, requests, offset, messages, c, expect, tolerate)
+                .map_err(|e| format!("{} C={c}: {e}{}", server.label(), log_hint(&daemon)))?;
         let wall = t0.elapsed();
         let me1 = common::own_cpu();
         let cpu1 = common::tree_cpu(daemon.pid())?;
-        offset += opts.messages;
+        let store1 = match &mut store {
+            Some(st) => st.backend_cpu()?,
+            None => None,
+        };
+        offset += messages;
         if sorted(cpu0.children.clone()) != sorted(cpu1.children.clone()) {
             return Err(format!(
                 "{} C={c}: the worker set changed during the run ({:?} -> {:?}); a worker \
@@ -624,7 +939,20 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
                 log_hint(&daemon)
             ));
         }
-        let n = opts.messages as f64;
+        let n = messages as f64;
+        let store_us = match (store0, store1) {
+            (Some(before), Some(after)) => {
+                // A worker that gave up on a transaction reconnects: the old server process's
+                // last CPU time is then lost, and only the new one's counts.
+                let mut ns = 0u64;
+                for (pid, t1) in &after {
+                    let t0 = before.iter().find(|(p, _)| p == pid).map_or(0, |(_, t)| *t);
+                    ns += t1.saturating_sub(t0);
+                }
+                ns as f64 / 1000.0 / n
+            }
+            _ => f64::NAN,
+        };
         let pct = |p: f64| {
             let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
             latencies[idx - 1] as f64 / 1000.0
@@ -639,6 +967,8 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
             max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
             cpu_us: cpu1.best().saturating_sub(cpu0.best()).as_secs_f64() * 1e6 / n,
             stat_us: cpu1.stat.saturating_sub(cpu0.stat).as_secs_f64() * 1e6 / n,
+            store_us,
+            tempfails,
             driver_us: me1.saturating_sub(me0).as_secs_f64() * 1e6 / n,
             rss_mib: 0.0,
             ready_ms,
@@ -669,8 +999,8 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     }
     for r in &runs {
         println!(
-            "round {}/{}  {:<11}  C={:<3} {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
-             daemon {:>6.1} µs/msg (stat {:>5.1})  driver {:>6.1} µs/msg",
+            "round {}/{}  {:<29}  C={:<3} {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
+             daemon {:>6.1} µs/msg (stat {:>5.1})  driver {:>6.1} µs/msg{}{}",
             round + 1,
             opts.rounds,
             server.label(),
@@ -680,13 +1010,219 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
             r.p99_ms,
             r.cpu_us,
             r.stat_us,
-            r.driver_us
+            r.driver_us,
+            if r.store_us.is_nan() {
+                String::new()
+            } else {
+                format!("  postgres {:>6.1} µs/msg", r.store_us)
+            },
+            if r.tempfails > 0 {
+                format!("  {} store failures (451 4.3.0)", r.tempfails)
+            } else {
+                String::new()
+            }
         );
     }
     drop(daemon);
     // The rustfilter logs hold a line per message; keep the scratch dir small.
     let _ = fs::remove_file(&log);
     Ok(runs)
+}
+
+// =============================================================================================
+// The stores of the greylist servers.
+
+/// The throwaway PostgreSQL cluster: found running, or started by the bench (and then stopped
+/// when this is dropped).
+struct PgCluster {
+    started_by_us: bool,
+    script: PathBuf,
+}
+
+static NEXT_PG_DB: AtomicUsize = AtomicUsize::new(1);
+
+impl PgCluster {
+    /// Connect to the cluster, starting it when it is not running. `Err` says why the
+    /// PostgreSQL rows cannot be measured.
+    fn prepare() -> std::result::Result<PgCluster, String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/services/postgres.sh");
+        let mut cluster = PgCluster {
+            started_by_us: false,
+            script,
+        };
+        if PgBackend::connect(&superuser()).is_err() {
+            let pgbin = std::env::var_os("PGBIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+            if !pgbin.join("postgres").exists() {
+                return Err(format!(
+                    "PostgreSQL 15 is not installed ({} is missing; tests/services/install-deps.sh \
+                     installs it)",
+                    pgbin.join("postgres").display()
+                ));
+            }
+            let out = std::process::Command::new(&cluster.script)
+                .args(["start", &pg_dir(), &pg_port().to_string()])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", cluster.script.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{} start failed: {}",
+                    cluster.script.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            cluster.started_by_us = true;
+        }
+        let mut su = PgBackend::connect(&superuser()).map_err(|e| {
+            format!(
+                "cannot connect to the cluster in {} as postgres: {e}",
+                pg_dir()
+            )
+        })?;
+        // Databases left by a bench that was killed (its pid is gone).
+        let rows = su
+            .simple_query(&format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{PG_DB_PREFIX}%'"
+            ))
+            .map_err(|e| format!("cannot list databases: {e}"))?;
+        for name in rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+        {
+            let pid = name
+                .strip_prefix(PG_DB_PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !common::process_alive(p)) {
+                let _ = su.simple_query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+        Ok(cluster)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.started_by_us {
+            match std::process::Command::new(&self.script)
+                .args(["stop", &pg_dir(), &pg_port().to_string()])
+                .output()
+            {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "bench: {} stop failed: {}",
+                    self.script.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                Err(e) => eprintln!("bench: cannot run {}: {e}", self.script.display()),
+            }
+        }
+    }
+}
+
+/// The superuser over the cluster's UNIX socket (trust): creates and drops the databases.
+fn superuser() -> PgConfig {
+    PgConfig {
+        host: pg_dir(),
+        port: pg_port(),
+        db: "postgres".into(),
+        user: "postgres".into(),
+        password: String::new(),
+    }
+}
+
+/// An empty store for one server start, removed when dropped.
+enum FreshStore {
+    Sqlite(PathBuf),
+    Postgres { su: Box<PgBackend>, db: String },
+}
+
+impl FreshStore {
+    fn new(setup: &Setup, kind: StoreKind, tag: &str) -> Result<FreshStore> {
+        match kind {
+            StoreKind::Sqlite => {
+                let dir = setup.scratch.path().join(format!("db-{tag}"));
+                fs::create_dir_all(&dir).or_fail(|| format!("cannot create {}", dir.display()))?;
+                Ok(FreshStore::Sqlite(dir))
+            }
+            StoreKind::Postgres => {
+                if setup.pg.is_none() {
+                    return Err("no PostgreSQL cluster".into());
+                }
+                let mut su = PgBackend::connect(&superuser())
+                    .map_err(|e| format!("cannot connect to PostgreSQL as postgres: {e}"))?;
+                let db = format!(
+                    "{PG_DB_PREFIX}{}_{}",
+                    std::process::id(),
+                    NEXT_PG_DB.fetch_add(1, Ordering::Relaxed)
+                );
+                su.simple_query(&format!("CREATE DATABASE {db} OWNER {PG_USER}"))
+                    .map_err(|e| format!("cannot create the database {db}: {e}"))?;
+                Ok(FreshStore::Postgres {
+                    su: Box::new(su),
+                    db,
+                })
+            }
+        }
+    }
+
+    fn ttldb_section(&self) -> String {
+        match self {
+            FreshStore::Sqlite(dir) => {
+                format!("[ttldb]\ntype = 'sqlite'\ndir = '{}'\n\n", dir.display())
+            }
+            // TCP, as from a mail host to a shared database server.
+            FreshStore::Postgres { db, .. } => format!(
+                "[ttldb]\ntype = 'postgresql'\nhost = '127.0.0.1'\nport = {}\n\
+                 db = '{db}'\nuser = '{PG_USER}'\npassword = '{PG_PASSWORD}'\n\n",
+                pg_port()
+            ),
+        }
+    }
+
+    /// PostgreSQL: the server processes connected to this database, each with its CPU time
+    /// (ns).
+    fn backend_cpu(&mut self) -> Result<Option<Vec<(u32, u64)>>> {
+        let FreshStore::Postgres { su, db } = self else {
+            return Ok(None);
+        };
+        let rows = su
+            .simple_query(&format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' ORDER BY pid"
+            ))
+            .map_err(|e| format!("cannot list the connections to {db}: {e}"))?;
+        let pids: Vec<u32> = rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let mut cpu = Vec::new();
+        for pid in pids {
+            // A connection may close between the query and the reading.
+            if let Ok(t) = common::tree_cpu(pid) {
+                cpu.push((pid, t.best().as_nanos() as u64));
+            }
+        }
+        Ok(Some(cpu))
+    }
+}
+
+impl Drop for FreshStore {
+    fn drop(&mut self) {
+        match self {
+            FreshStore::Sqlite(dir) => {
+                let _ = fs::remove_dir_all(dir);
+            }
+            FreshStore::Postgres { su, db } => {
+                if let Err(e) =
+                    su.simple_query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                {
+                    eprintln!("bench: cannot drop the database {db}: {e}");
+                }
+            }
+        }
+    }
 }
 
 fn sorted(mut v: Vec<u32>) -> Vec<u32> {
@@ -717,15 +1253,20 @@ fn log_hint(daemon: &Daemon) -> String {
     }
 }
 
-/// Send `count` requests over `concurrency` client threads; every reply must be `200 Ok`.
-/// Returns the sorted latencies in microseconds (connect to EOF).
+/// Send `count` requests over `concurrency` client threads; every reply must be `expect`.
+/// A greylist store failure (`tempfail`, see `Expect::is_tempfail`) is counted instead when
+/// `tolerate_tempfail`. Returns the sorted latencies in microseconds (connect to EOF), and the
+/// count of tempfails.
 fn drive(
     socket: &Path,
     requests: &[Vec<u8>],
     offset: usize,
     count: usize,
     concurrency: usize,
-) -> Result<Vec<u32>> {
+    expect: Expect,
+    tolerate_tempfail: bool,
+) -> Result<(Vec<u32>, usize)> {
+    let tempfails = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
@@ -750,7 +1291,11 @@ fn drive(
                         let result = common::exchange(socket, req, REPLY_TIMEOUT, &mut reply);
                         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
                         match result {
-                            Ok(()) if trim_reply(&reply) == b"200 Ok" => lat.push(us),
+                            Ok(()) if expect.matches(&reply) => lat.push(us),
+                            Ok(()) if tolerate_tempfail && Expect::is_tempfail(&reply) => {
+                                tempfails.fetch_add(1, Ordering::Relaxed);
+                                lat.push(us);
+                            }
                             Ok(()) => {
                                 let text = String::from_utf8_lossy(&reply).into_owned();
                                 fail(&failed, &first_error, format!("unexpected reply {text:?}"));
@@ -777,7 +1322,7 @@ fn drive(
         return Err(e);
     }
     all.sort_unstable();
-    Ok(all)
+    Ok((all, tempfails.into_inner()))
 }
 
 fn fail(flag: &AtomicBool, slot: &Mutex<Option<String>>, e: String) {
@@ -807,11 +1352,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Print the medians; returns whether the light chain met its target at every concurrency.
+/// Print the medians; returns whether the light chain and greylist on SQLite met their targets
+/// at every concurrency.
 fn print_table(opts: &Options, runs: &[Run]) -> bool {
     println!(
-        "\nMedians over {} round(s), {} messages per run:\n",
-        opts.rounds, opts.messages
+        "\nMedians over {} round(s), {} messages per run ({} for the greylist servers, {} with \
+         new triplets):\n",
+        opts.rounds,
+        opts.messages,
+        opts.store_messages,
+        Server::GreylistNewSqlite.messages(opts)
     );
     let header = [
         "server",
@@ -823,6 +1373,8 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
         "CPU µs/msg",
         "× floor",
         "stat µs/msg",
+        "PG µs/msg",
+        "451 4.3.0",
         "peak RSS MiB",
         "ready ms",
         "driver µs/msg",
@@ -862,7 +1414,7 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
                     .collect(),
             );
             println!(
-                "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} |",
                 server.label(),
                 col(|r| r.msgs_per_sec),
                 col(|r| r.p50_ms),
@@ -875,6 +1427,19 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
                     format!("{ratio:.2}")
                 },
                 col(|r| r.stat_us),
+                {
+                    let pg = col(|r| r.store_us);
+                    if pg.is_nan() {
+                        "-".to_string()
+                    } else {
+                        format!("{pg:.1}")
+                    }
+                },
+                if server.store().is_some() {
+                    mine.iter().map(|r| r.tempfails).sum::<usize>().to_string()
+                } else {
+                    "-".to_string()
+                },
                 col(|r| r.rss_mib),
                 col(|r| r.ready_ms),
                 col(|r| r.driver_us),
@@ -886,6 +1451,24 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
                     "light chain at C={c}: {ratio:.2}× the floor's CPU per message (target ≤ \
                      {TARGET_RATIO}×): {}",
                     if ok { "met" } else { "NOT met" }
+                ));
+            }
+            let cpu = col(|r| r.cpu_us);
+            if server == Server::GreylistSqlite && !cpu.is_nan() {
+                let ok = cpu <= GREYLIST_TARGET_US;
+                met &= ok;
+                verdicts.push(format!(
+                    "greylist on SQLite at C={c}: {cpu:.1} µs of daemon CPU per message (target \
+                     ≤ {GREYLIST_TARGET_US} µs): {}",
+                    if ok { "met" } else { "NOT met" }
+                ));
+            }
+            if server == Server::GreylistPg && !cpu.is_nan() {
+                let pg = col(|r| r.store_us);
+                verdicts.push(format!(
+                    "greylist on PostgreSQL at C={c}: {cpu:.1} µs of daemon CPU per message, \
+                     plus {pg:.1} µs in the PostgreSQL server processes ({:.1} µs in all)",
+                    cpu + pg
                 ));
             }
         }
@@ -922,6 +1505,30 @@ mod tests {
         assert!(opts(&["--messages", "0"]).is_err());
         assert!(opts(&["--concurrency", "8,x"]).is_err());
         assert!(opts(&["--servers", "nginx"]).is_err());
+        let o = opts(&[
+            "--servers",
+            "greylist-sqlite,light+greylist,greylist-new-pg",
+        ])
+        .expect("greylist servers");
+        assert_eq!(
+            o.servers,
+            vec![
+                Server::GreylistSqlite,
+                Server::LightGreylist,
+                Server::GreylistNewPg
+            ]
+        );
+        assert_eq!(o.servers[1].chain(), LIGHT_GREYLIST_CHAIN);
+        assert_eq!(o.servers[2].store(), Some(StoreKind::Postgres));
+        assert!(o.servers[2].new_triplets());
+        assert!(opts(&["--store-messages", "0"]).is_err());
+        // Every server has a distinct name that --servers accepts.
+        for s in Server::ALL {
+            assert_eq!(
+                opts(&["--servers", s.name()]).expect("name").servers,
+                vec![s]
+            );
+        }
         assert!(opts(&["--frobnicate", "1"]).is_err());
     }
 
@@ -958,6 +1565,16 @@ mod tests {
         assert!(median(Vec::new()).is_nan());
         assert_eq!(trim_reply(b"200 Ok\n"), b"200 Ok");
         assert_eq!(trim_reply(b"200 Ok"), b"200 Ok");
+        assert!(Expect::Ok.matches(b"200 Ok\n"));
+        assert!(
+            !Expect::Ok.matches(b"451 4.7.1 Greylisting in action, please come back in 00:00:00")
+        );
+        assert!(
+            Expect::Greylisted
+                .matches(b"451 4.7.1 Greylisting in action, please come back in 00:00:00\n")
+        );
+        // A store failure is also a 451, but not greylisting.
+        assert!(!Expect::Greylisted.matches(b"451 greylist TtlDb: database is locked\n"));
     }
 
     #[test]

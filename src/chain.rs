@@ -139,6 +139,10 @@ impl Chain {
             errors.push(e);
             Settings::default()
         });
+        // Read here so `check-config` reports a bad [dns] section before any module needs it.
+        if let Err(e) = crate::net::dns::ResolverConfig::from_config(modules) {
+            errors.push(e);
+        }
         let store_config = StoreConfig::from_config(modules).unwrap_or_else(|e| {
             errors.push(e);
             StoreConfig::Sqlite {

@@ -1,5 +1,5 @@
 //! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
-//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`. Exit statuses follow
+//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`. Exit statuses follow
 //! sysexits (DECISIONS §9).
 
 use std::ffi::OsString;
@@ -33,6 +33,8 @@ Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
                                                    into the configured store
        rustfilter ttldb dump [OPTIONS] NAME        print a TtlDb table: '<key> <value>' lines
        rustfilter ttldb purge [OPTIONS]            delete expired entries of the chain's tables now
+       rustfilter dns [OPTIONS] TYPE NAME          look NAME up as the filter would (TYPE: A, AAAA,
+                                                   TXT, MX, PTR, CNAME, NS; PTR takes an IP address)
        rustfilter --version | --help
 
 Options:
@@ -45,6 +47,7 @@ Options:
   --sysconfdir DIR       Courier's sysconfdir (default: from courier-config)
   --localstatedir DIR    Courier's localstatedir (default: from courier-config)
   --syslog               log to syslog (facility mail) instead of stderr
+  --nameserver HOST:PORT dns: ask this name server (repeatable), not those of [dns]
 ";
 
 #[derive(Debug, PartialEq)]
@@ -56,6 +59,10 @@ enum Command {
     },
     CheckConfig,
     Ttldb(TtldbCommand),
+    Dns {
+        qtype: String,
+        name: String,
+    },
     Version,
     Help,
 }
@@ -75,6 +82,8 @@ struct Options {
     workers: Option<usize>,
     overrides: PathOverrides,
     syslog: bool,
+    /// `--nameserver` (dns only).
+    nameservers: Vec<String>,
 }
 
 fn parse_args(
@@ -100,18 +109,22 @@ fn parse_args(
             Long("sysconfdir") => opts.overrides.sysconfdir = Some(parser.value()?.into()),
             Long("localstatedir") => opts.overrides.localstatedir = Some(parser.value()?.into()),
             Long("syslog") => opts.syslog = true,
+            Long("nameserver") => opts.nameservers.push(parser.value()?.string()?),
             Long("version") | Short('V') => return Ok((Command::Version, opts)),
             Long("help") | Short('h') => return Ok((Command::Help, opts)),
             Value(v) if subcommand.is_none() && positional.is_empty() => {
                 let word = v.string()?;
                 match word.as_str() {
-                    "check" | "check-config" | "ttldb" => subcommand = Some(word),
+                    "check" | "check-config" | "ttldb" | "dns" => subcommand = Some(word),
                     _ => return Err(format!("unknown command '{word}'").into()),
                 }
             }
             Value(v) => positional.push(v.into()),
             _ => return Err(arg.unexpected()),
         }
+    }
+    if !opts.nameservers.is_empty() && subcommand.as_deref() != Some("dns") {
+        return Err("--nameserver is only for the dns command".into());
     }
     let command = match subcommand.as_deref() {
         None => Command::Serve,
@@ -125,6 +138,15 @@ fn parse_args(
         }
         Some("check") => return Err("check needs a data file and at least one control file".into()),
         Some("ttldb") => Command::Ttldb(parse_ttldb(positional)?),
+        Some("dns") if positional.len() == 2 => {
+            let mut words = positional
+                .into_iter()
+                .map(|p| p.to_string_lossy().into_owned());
+            let qtype = words.next().unwrap_or_default();
+            let name = words.next().unwrap_or_default();
+            Command::Dns { qtype, name }
+        }
+        Some("dns") => return Err("dns needs a record type and a name".into()),
         Some(_) => return Err("unexpected arguments".into()),
     };
     Ok((command, opts))
@@ -460,6 +482,94 @@ fn ttldb_purge(opts: &Options, name: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `dns TYPE NAME`: one lookup with the resolver the modules use (the `[dns]` section, or
+/// `--nameserver`), printed as `TYPE name -> value` lines. Exit 0 on an answer (also an
+/// empty one, NODATA), 1 on NXDOMAIN, 75 on a server failure or timeout.
+fn dns(opts: &Options, qtype_name: &str, name: &str) -> ExitCode {
+    use rustfilter::net::dns::{self, DnsError, Resolver, ResolverConfig};
+    let Some(qtype) = dns::type_from_name(qtype_name) else {
+        eprintln!(
+            "rustfilter dns: unknown record type '{qtype_name}' (use A, AAAA, TXT, MX, PTR, CNAME or NS)"
+        );
+        return ExitCode::from(EX_USAGE);
+    };
+    let qname = if qtype == dns::wire::TYPE_PTR {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => dns::reverse_name(ip),
+            Err(_) => name.to_string(),
+        }
+    } else {
+        name.to_string()
+    };
+    let config = if opts.nameservers.is_empty() {
+        let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+        let dirs = ConfigPaths::standard(courier.sysconfdir());
+        let path = match &opts.modules_config {
+            Some(p) => Some(p.clone()),
+            None => find_modules_file(&dirs).map(|(p, _)| p),
+        };
+        let modules = match path.map(|p| ModulesConfig::load(&p)).transpose() {
+            Ok(m) => m.unwrap_or_else(ModulesConfig::empty),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        match ResolverConfig::from_config(&modules) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
+    } else {
+        let mut config = ResolverConfig::from_resolv_conf(Path::new(ResolverConfig::RESOLV_CONF));
+        config.nameservers.clear();
+        for ns in &opts.nameservers {
+            match dns::parse_nameserver(ns) {
+                Ok(addr) => config.nameservers.push(addr),
+                Err(e) => {
+                    eprintln!("rustfilter dns: --nameserver: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            }
+        }
+        config
+    };
+    let type_text = dns::type_name(qtype);
+    match Resolver::new(config).resolve(&qname, qtype) {
+        Ok(answer) => {
+            let mut out = String::new();
+            for (alias, target) in &answer.cnames {
+                out.push_str(&format!("CNAME {alias} -> {target}\n"));
+            }
+            for record in &answer.records {
+                out.push_str(&format!("{type_text} {} -> {record}\n", answer.name));
+            }
+            print!("{out}");
+            if answer.records.is_empty() {
+                eprintln!(
+                    "rustfilter dns: {} has no {type_text} records (NODATA)",
+                    answer.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(DnsError::NxDomain) => {
+            eprintln!("rustfilter dns: {qname}: no such name (NXDOMAIN)");
+            ExitCode::from(1)
+        }
+        Err(DnsError::Other(msg)) if msg.contains("not a valid domain name") => {
+            eprintln!("rustfilter dns: {msg}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(e) => {
+            eprintln!("rustfilter dns: {qname} {type_text}: {e}");
+            ExitCode::from(EX_TEMPFAIL)
+        }
+    }
+}
+
 /// A private temporary directory for `check`'s copies.
 fn temp_dir() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
@@ -590,6 +700,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&opts, &name),
         Command::Check { data, controls } => check(&opts, &name, &data, &controls),
         Command::Ttldb(t) => ttldb(&opts, &name, &t),
+        Command::Dns { qtype, name } => dns(&opts, &qtype, &name),
         Command::Version | Command::Help => ExitCode::SUCCESS,
     }
 }
@@ -650,6 +761,27 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            parse(&[
+                "dns",
+                "txt",
+                "example.test",
+                "--nameserver",
+                "127.0.0.1:15353"
+            ])
+            .map(|p| (p.0, p.1.nameservers))
+            .ok(),
+            Some((
+                Command::Dns {
+                    qtype: "txt".into(),
+                    name: "example.test".into()
+                },
+                vec!["127.0.0.1:15353".to_string()]
+            ))
+        );
+        assert!(parse(&["dns", "A"]).is_err());
+        assert!(parse(&["dns", "A", "b", "c"]).is_err());
+        assert!(parse(&["check-config", "--nameserver", "127.0.0.1"]).is_err());
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--workers", "x"]).is_err());
         let (_, o) = parse(&["--name", "rf", "--workers", "2", "--syslog"]).expect("parses");

@@ -220,3 +220,21 @@ fn missing_chain_file_is_a_config_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_config_checks_the_dns_section() {
+    let s = Setup::new(
+        "debug\n",
+        "[dns]\nnameservers = ['127.0.0.1:15353']\ntimeout = 2\n",
+    );
+    let out = s.run(&["check-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = Setup::new("debug\n", "[dns]\ntimeout = 'soon'\n");
+    let out = s.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("timeout"),
+        "{}",
+        text(&out.stderr)
+    );
+}

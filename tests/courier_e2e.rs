@@ -36,6 +36,15 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary under test: `RUSTFILTER_E2E_BIN` when set (`make test-static` points it at the
+/// static musl build), else this build's.
+fn filter_bin() -> PathBuf {
+    match std::env::var_os("RUSTFILTER_E2E_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_rustfilter")),
+    }
+}
+
 fn output_text(out: &Output) -> String {
     format!(
         "exit status: {}\n--- stdout ---\n{}--- stderr ---\n{}",
@@ -470,6 +479,7 @@ fn rustfilter_under_real_courier() {
     );
 
     let mut guard = CourierGuard::lock();
+    eprintln!("filter binary: {}", filter_bin().display());
     let test_started = Instant::now();
 
     // ---- up ----------------------------------------------------------------------------
@@ -478,7 +488,7 @@ fn rustfilter_under_real_courier() {
     let up = Command::new(repo().join("tests/services/courier-up.sh"))
         .arg(data.join("rustfilter.conf"))
         .arg(data.join("rustfilter-modules.conf"))
-        .env("FILTER_BIN", env!("CARGO_BIN_EXE_rustfilter"))
+        .env("FILTER_BIN", filter_bin())
         .env("PORT", PORT.to_string())
         .env("WORK", WORK)
         .output()

@@ -56,6 +56,12 @@ impl<'a> Section<'a> {
             .unwrap_or_default()
     }
 
+    /// The keys asked for so far, in the order asked: after a module is built from this
+    /// section, the keys it accepts (tests/man_pages.rs checks each is documented).
+    pub fn requested_keys(&self) -> Vec<String> {
+        self.known.borrow().clone()
+    }
+
     /// The line of the key (explicit or from `[DEFAULT]`), if it is set.
     pub fn line(&self, key: &str) -> Option<usize> {
         self.entry(key).map(|e| e.line)

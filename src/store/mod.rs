@@ -169,7 +169,7 @@ pub trait Tx {
 /// A backend: a [`Tx`] plus transaction control and maintenance.
 pub trait Backend: Tx {
     /// Start a transaction that makes the read-modify-write that follows atomic with respect
-    /// to every other worker/host (SQLite `BEGIN IMMEDIATE`; PostgreSQL `SERIALIZABLE`).
+    /// to every other worker/host (SQLite `BEGIN IMMEDIATE`; PostgreSQL READ COMMITTED with a per-key advisory lock taken by `get`).
     fn begin(&mut self) -> Result<(), StoreError>;
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Roll back; errors are ignored (a broken connection is dropped and reopened later).
@@ -221,8 +221,8 @@ pub struct Store {
 /// Retries of transient errors stop when the next one would start later than this after the
 /// first attempt began on an open connection (opening, e.g. SCRAM authentication, does not
 /// count). An attempt that waited out SQLite's busy timeout has used it all, so it is not
-/// repeated; PostgreSQL serialization conflicts between workers on the same key take a few
-/// quick retries.
+/// repeated; a PostgreSQL deadlock between two messages locking keys in opposite orders takes
+/// a quick retry.
 const RETRY_BUDGET: Duration = Duration::from_millis(500);
 const MAX_ATTEMPTS: u32 = 30;
 
@@ -348,7 +348,7 @@ impl Store {
 
     /// `op` in one transaction on a connection where `tables` exist, with the retry policy:
     /// non-transient errors at once; a lost connection is reopened once per call; other
-    /// transient errors (busy, serialization conflicts) are retried with a short backoff for
+    /// transient errors (busy, deadlocks, dropped connections) are retried with a short backoff for
     /// at most [`RETRY_BUDGET`] / [`MAX_ATTEMPTS`].
     fn run<T>(
         &mut self,

@@ -3,8 +3,10 @@
 #
 #   Debian packages: courier-mta (the real MTA for tests/courier_e2e.rs), postgresql-15
 #   (the throwaway cluster of tests/services/postgres.sh; no system cluster is created),
-#   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), and a C
-#   toolchain (cc) for linking when none is on PATH.
+#   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), groff-base
+#   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
+#   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
+#   dig for its readiness check), and a C toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -17,13 +19,17 @@ missing=()
 dpkg -s courier-mta >/dev/null 2>&1 || missing+=(courier-mta)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 dpkg -s python3-gdbm >/dev/null 2>&1 || missing+=(python3-gdbm)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v nsd >/dev/null 2>&1 || missing+=(nsd)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
     # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
-    # on port 25 with its default configuration. Only ours is removed afterwards.
+    # on port 25 (or nsd on port 53) with its default configuration. Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     created_policy=
     if [ ! -e "$policy" ]; then
@@ -46,6 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ -n "$created_policy" ]; then rm -f "$policy"; trap - EXIT; fi
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
+    command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
