@@ -1,5 +1,5 @@
 //! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
-//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`. Exit statuses follow
+//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`, `rustfilter spf`. Exit statuses follow
 //! sysexits (DECISIONS §9).
 
 use std::ffi::OsString;
@@ -35,6 +35,10 @@ Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
        rustfilter ttldb purge [OPTIONS]            delete expired entries of the chain's tables now
        rustfilter dns [OPTIONS] TYPE NAME          look NAME up as the filter would (TYPE: A, AAAA,
                                                    TXT, MX, PTR, CNAME, NS; PTR takes an IP address)
+       rustfilter spf [OPTIONS] --ip IP --sender ADDR [--helo NAME]
+                                                   the SPF result (RFC 7208) for a client and
+                                                   MAIL FROM (empty: the HELO name's), as the
+                                                   spfcheck and whitelist_spf modules see it
        rustfilter --version | --help
 
 Options:
@@ -47,7 +51,9 @@ Options:
   --sysconfdir DIR       Courier's sysconfdir (default: from courier-config)
   --localstatedir DIR    Courier's localstatedir (default: from courier-config)
   --syslog               log to syslog (facility mail) instead of stderr
-  --nameserver HOST:PORT dns: ask this name server (repeatable), not those of [dns]
+  --nameserver HOST:PORT dns, spf: ask this name server (repeatable), not those of [dns]
+  --ip IP, --sender ADDR, --helo NAME
+                         spf: the client's address, the MAIL FROM address, the HELO name
 ";
 
 #[derive(Debug, PartialEq)]
@@ -62,6 +68,11 @@ enum Command {
     Dns {
         qtype: String,
         name: String,
+    },
+    Spf {
+        ip: std::net::IpAddr,
+        sender: String,
+        helo: Option<String>,
     },
     Version,
     Help,
@@ -94,6 +105,10 @@ fn parse_args(
     let mut opts = Options::default();
     let mut subcommand: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
+    // spf's --ip, --sender, --helo.
+    let mut spf_ip: Option<std::net::IpAddr> = None;
+    let mut spf_sender: Option<String> = None;
+    let mut spf_helo: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => opts.config = Some(parser.value()?.into()),
@@ -110,12 +125,15 @@ fn parse_args(
             Long("localstatedir") => opts.overrides.localstatedir = Some(parser.value()?.into()),
             Long("syslog") => opts.syslog = true,
             Long("nameserver") => opts.nameservers.push(parser.value()?.string()?),
+            Long("ip") => spf_ip = Some(parser.value()?.parse()?),
+            Long("sender") => spf_sender = Some(parser.value()?.string()?),
+            Long("helo") => spf_helo = Some(parser.value()?.string()?),
             Long("version") | Short('V') => return Ok((Command::Version, opts)),
             Long("help") | Short('h') => return Ok((Command::Help, opts)),
             Value(v) if subcommand.is_none() && positional.is_empty() => {
                 let word = v.string()?;
                 match word.as_str() {
-                    "check" | "check-config" | "ttldb" | "dns" => subcommand = Some(word),
+                    "check" | "check-config" | "ttldb" | "dns" | "spf" => subcommand = Some(word),
                     _ => return Err(format!("unknown command '{word}'").into()),
                 }
             }
@@ -123,8 +141,13 @@ fn parse_args(
             _ => return Err(arg.unexpected()),
         }
     }
-    if !opts.nameservers.is_empty() && subcommand.as_deref() != Some("dns") {
-        return Err("--nameserver is only for the dns command".into());
+    if !opts.nameservers.is_empty() && !matches!(subcommand.as_deref(), Some("dns" | "spf")) {
+        return Err("--nameserver is only for the dns and spf commands".into());
+    }
+    if (spf_ip.is_some() || spf_sender.is_some() || spf_helo.is_some())
+        && subcommand.as_deref() != Some("spf")
+    {
+        return Err("--ip, --sender and --helo are only for the spf command".into());
     }
     let command = match subcommand.as_deref() {
         None => Command::Serve,
@@ -147,6 +170,19 @@ fn parse_args(
             Command::Dns { qtype, name }
         }
         Some("dns") => return Err("dns needs a record type and a name".into()),
+        Some("spf") if positional.is_empty() => {
+            let (Some(ip), Some(sender)) = (spf_ip, spf_sender) else {
+                return Err("spf needs --ip and --sender".into());
+            };
+            if sender.is_empty() && spf_helo.as_deref().is_none_or(str::is_empty) {
+                return Err("spf: an empty --sender needs --helo".into());
+            }
+            Command::Spf {
+                ip,
+                sender,
+                helo: spf_helo,
+            }
+        }
         Some(_) => return Err("unexpected arguments".into()),
     };
     Ok((command, opts))
@@ -486,7 +522,7 @@ fn ttldb_purge(opts: &Options, name: &str) -> ExitCode {
 /// `--nameserver`), printed as `TYPE name -> value` lines. Exit 0 on an answer (also an
 /// empty one, NODATA), 1 on NXDOMAIN, 75 on a server failure or timeout.
 fn dns(opts: &Options, qtype_name: &str, name: &str) -> ExitCode {
-    use rustfilter::net::dns::{self, DnsError, Resolver, ResolverConfig};
+    use rustfilter::net::dns::{self, DnsError, Resolver};
     let Some(qtype) = dns::type_from_name(qtype_name) else {
         eprintln!(
             "rustfilter dns: unknown record type '{qtype_name}' (use A, AAAA, TXT, MX, PTR, CNAME or NS)"
@@ -501,40 +537,9 @@ fn dns(opts: &Options, qtype_name: &str, name: &str) -> ExitCode {
     } else {
         name.to_string()
     };
-    let config = if opts.nameservers.is_empty() {
-        let courier = Courier::new(CourierPaths::discover(&opts.overrides));
-        let dirs = ConfigPaths::standard(courier.sysconfdir());
-        let path = match &opts.modules_config {
-            Some(p) => Some(p.clone()),
-            None => find_modules_file(&dirs).map(|(p, _)| p),
-        };
-        let modules = match path.map(|p| ModulesConfig::load(&p)).transpose() {
-            Ok(m) => m.unwrap_or_else(ModulesConfig::empty),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        };
-        match ResolverConfig::from_config(&modules) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        }
-    } else {
-        let mut config = ResolverConfig::from_resolv_conf(Path::new(ResolverConfig::RESOLV_CONF));
-        config.nameservers.clear();
-        for ns in &opts.nameservers {
-            match dns::parse_nameserver(ns) {
-                Ok(addr) => config.nameservers.push(addr),
-                Err(e) => {
-                    eprintln!("rustfilter dns: --nameserver: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
-            }
-        }
-        config
+    let config = match resolver_config(opts, "dns") {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     let type_text = dns::type_name(qtype);
     match Resolver::new(config).resolve(&qname, qtype) {
@@ -568,6 +573,73 @@ fn dns(opts: &Options, qtype_name: &str, name: &str) -> ExitCode {
             ExitCode::from(EX_TEMPFAIL)
         }
     }
+}
+
+/// The resolver settings of the `dns` and `spf` commands: the `--nameserver`s if given (with
+/// /etc/resolv.conf's timeout and attempts), else the modules file's `[dns]` section.
+fn resolver_config(
+    opts: &Options,
+    command: &str,
+) -> Result<rustfilter::net::dns::ResolverConfig, ExitCode> {
+    use rustfilter::net::dns::{self, ResolverConfig};
+    if opts.nameservers.is_empty() {
+        let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+        let dirs = ConfigPaths::standard(courier.sysconfdir());
+        let path = match &opts.modules_config {
+            Some(p) => Some(p.clone()),
+            None => find_modules_file(&dirs).map(|(p, _)| p),
+        };
+        let modules = match path.map(|p| ModulesConfig::load(&p)).transpose() {
+            Ok(m) => m.unwrap_or_else(ModulesConfig::empty),
+            Err(e) => {
+                eprintln!("{e}");
+                return Err(ExitCode::from(EX_CONFIG));
+            }
+        };
+        ResolverConfig::from_config(&modules).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        })
+    } else {
+        let mut config = ResolverConfig::from_resolv_conf(Path::new(ResolverConfig::RESOLV_CONF));
+        config.nameservers.clear();
+        for ns in &opts.nameservers {
+            match dns::parse_nameserver(ns) {
+                Ok(addr) => config.nameservers.push(addr),
+                Err(e) => {
+                    eprintln!("rustfilter {command}: --nameserver: {e}");
+                    return Err(ExitCode::from(EX_USAGE));
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// `spf --ip IP --sender ADDR [--helo NAME]`: the SPF result as `spfquery` prints it — the
+/// result, then the explanation (for `fail`), then why. Exit 0 when a result was reached
+/// (whatever it is), 75 on `temperror`.
+fn spf(opts: &Options, ip: std::net::IpAddr, sender: &str, helo: Option<&str>) -> ExitCode {
+    use rustfilter::net::dns::Resolver;
+    use rustfilter::net::spf::{SpfOptions, Verdict, check_mail_from};
+    let config = match resolver_config(opts, "spf") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let spf_options = SpfOptions::default();
+    let mut resolver = Resolver::new(config);
+    resolver.set_deadline(std::time::Instant::now() + spf_options.time_limit);
+    let helo = helo.unwrap_or("unknown");
+    let result = check_mail_from(&mut resolver, ip, sender, helo, &spf_options);
+    println!("{}", result.verdict);
+    if let Some(explanation) = &result.explanation {
+        println!("{explanation}");
+    }
+    println!("spf: {}", result.detail);
+    if result.verdict == Verdict::TempError {
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    ExitCode::SUCCESS
 }
 
 /// A private temporary directory for `check`'s copies.
@@ -701,6 +773,7 @@ fn main() -> ExitCode {
         Command::Check { data, controls } => check(&opts, &name, &data, &controls),
         Command::Ttldb(t) => ttldb(&opts, &name, &t),
         Command::Dns { qtype, name } => dns(&opts, &qtype, &name),
+        Command::Spf { ip, sender, helo } => spf(&opts, ip, &sender, helo.as_deref()),
         Command::Version | Command::Help => ExitCode::SUCCESS,
     }
 }
@@ -782,6 +855,52 @@ mod tests {
         assert!(parse(&["dns", "A"]).is_err());
         assert!(parse(&["dns", "A", "b", "c"]).is_err());
         assert!(parse(&["check-config", "--nameserver", "127.0.0.1"]).is_err());
+        assert_eq!(
+            parse(&[
+                "spf",
+                "--ip",
+                "192.0.2.1",
+                "--sender",
+                "a@example.com",
+                "--nameserver",
+                "127.0.0.1:15353"
+            ])
+            .map(|p| p.0)
+            .ok(),
+            Some(Command::Spf {
+                ip: "192.0.2.1".parse().expect("an address"),
+                sender: "a@example.com".into(),
+                helo: None
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "spf",
+                "--ip",
+                "::1",
+                "--sender",
+                "",
+                "--helo",
+                "mx.example.com"
+            ])
+            .map(|p| p.0)
+            .ok(),
+            Some(Command::Spf {
+                ip: "::1".parse().expect("an address"),
+                sender: String::new(),
+                helo: Some("mx.example.com".into())
+            })
+        );
+        for bad in [
+            &["spf", "--ip", "192.0.2.1"][..],
+            &["spf", "--sender", "a@example.com"],
+            &["spf", "--ip", "nope", "--sender", "a@b.c"],
+            &["spf", "--ip", "192.0.2.1", "--sender", ""],
+            &["spf", "--ip", "192.0.2.1", "--sender", "a@b.c", "extra"],
+            &["check-config", "--ip", "192.0.2.1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--workers", "x"]).is_err());
         let (_, o) = parse(&["--name", "rf", "--workers", "2", "--syslog"]).expect("parses");
