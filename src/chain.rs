@@ -140,8 +140,9 @@ impl Chain {
             Settings::default()
         });
         // Read here so `check-config` reports a bad [dns] section before any module needs it.
-        if let Err(e) = crate::net::dns::ResolverConfig::from_config(modules) {
-            errors.push(e);
+        match crate::net::dns::ResolverConfig::from_config(modules) {
+            Ok(config) => filters::set_resolver_config(config),
+            Err(e) => errors.push(e),
         }
         let store_config = StoreConfig::from_config(modules).unwrap_or_else(|e| {
             errors.push(e);

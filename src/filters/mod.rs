@@ -4,6 +4,8 @@
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::Filter;
+use crate::net::dns::{Resolver, ResolverConfig};
+use std::sync::Mutex;
 
 pub mod auto_whitelist;
 pub mod comeagain;
@@ -18,9 +20,12 @@ pub mod nosuccessdsn;
 pub mod privateaddr;
 pub mod ratelimit;
 pub mod ratelimitauth;
+pub mod spfcheck;
 pub mod whitelist_auth;
 pub mod whitelist_block;
+pub mod whitelist_dnswl;
 pub mod whitelist_relayclients;
+pub mod whitelist_spf;
 
 /// Builds a module from its config section. It must not open connections or files that a
 /// worker needs (that is `Filter::open`, after fork).
@@ -40,9 +45,12 @@ const MODULES: &[(&str, Constructor)] = &[
     ("privateaddr", privateaddr::build),
     ("ratelimit", ratelimit::build),
     ("ratelimitauth", ratelimitauth::build),
+    ("spfcheck", spfcheck::build),
     ("whitelist_auth", whitelist_auth::build),
     ("whitelist_block", whitelist_block::build),
+    ("whitelist_dnswl", whitelist_dnswl::build),
     ("whitelist_relayclients", whitelist_relayclients::build),
+    ("whitelist_spf", whitelist_spf::build),
 ];
 
 /// Every module name pythonfilter 3.0.6 has.
@@ -106,6 +114,23 @@ pub fn unavailable_reason(name: &str) -> String {
         let known: Vec<&str> = available().collect();
         format!("unknown module '{name}' (available: {})", known.join(", "))
     }
+}
+
+/// The `[dns]` settings of the modules file, recorded when the chain is built, for the modules
+/// that make DNS lookups (a constructor sees only its own section).
+static RESOLVER_CONFIG: Mutex<Option<ResolverConfig>> = Mutex::new(None);
+
+pub fn set_resolver_config(config: ResolverConfig) {
+    if let Ok(mut slot) = RESOLVER_CONFIG.lock() {
+        *slot = Some(config);
+    }
+}
+
+/// A resolver for a module, made in the worker (resolvers are per process): the `[dns]`
+/// settings recorded by [`set_resolver_config`], or /etc/resolv.conf when none were.
+pub(crate) fn new_resolver() -> Resolver {
+    let config = RESOLVER_CONFIG.lock().ok().and_then(|slot| slot.clone());
+    config.map_or_else(Resolver::system, Resolver::new)
 }
 
 /// The init log line (spec §7.0), written once when the chain is built.
