@@ -73,7 +73,7 @@ impl Dialback {
         if !smtp::valid_address(&postmaster_addr) {
             return Err(sec.error(
                 "postmaster_addr",
-                "must be printable ASCII without spaces, '<' or '>'",
+                "must be printable ASCII without '<' or '>'",
             ));
         }
         super::initialized("dialback");
@@ -253,6 +253,11 @@ impl Filter for Dialback {
             [local, domain] if !local.is_empty() && !domain.is_empty() => domain.to_string(),
             _ => return Ok(Verdict::reply(INVALID)),
         };
+        if !sender.is_ascii() {
+            // A call-out after HELO cannot carry it (no SMTPUTF8), and it may well exist.
+            log::info!("dialback: cannot verify the non-ASCII sender {sender:?}");
+            return Ok(Verdict::Continue);
+        }
         // Refuse rather than send what could break the dialogue.
         if !smtp::valid_address(&sender) {
             return Ok(Verdict::reply(INVALID));
@@ -314,6 +319,7 @@ mod tests {
         CloseAfterGreeting,
         Greet554,
         RejectHelo,
+        RejectMail,
     }
 
     /// Lines received, as "ip COMMAND", across all responders of a test.
@@ -357,6 +363,7 @@ mod tests {
                     ("QUIT", _) => "221 bye\r\n",
                     ("HELO", Behaviour::CloseAfterGreeting) => break,
                     ("HELO", Behaviour::RejectHelo) => "550 not you\r\n",
+                    ("MAIL", Behaviour::RejectMail) => "451 not now\r\n",
                     ("RCPT", Behaviour::Reject) => "550-no such\r\n550 user here\r\n",
                     ("RCPT", Behaviour::TempFail) => "450 try later\r\n",
                     (_, Behaviour::Greet554) => "503 bad sequence\r\n",
@@ -627,6 +634,38 @@ mod tests {
     }
 
     #[test]
+    fn mail_from_rejected() {
+        let (port, log) = responders(&[("127.0.1.10", Behaviour::RejectMail)]);
+        let h = Harness::new(Backend::Sqlite, &control("a@dbmail.example.test"));
+        let f = dialback(&h, port, "postmaster_addr = ''\n");
+        assert_eq!(
+            h.run(&f),
+            Verdict::reply("421 dbmail-mx.example.test rejected the MAIL FROM command")
+        );
+        let got = lines(&log);
+        assert!(
+            got.contains(&"127.0.1.10 MAIL FROM:<>".to_string()),
+            "{got:?}"
+        );
+        assert_eq!(got.last().map(String::as_str), Some("127.0.1.10 QUIT"));
+    }
+
+    #[test]
+    fn ipv6_mail_host() {
+        let (port, log) = responders(&[("::1", Behaviour::Reject)]);
+        let h = Harness::new(Backend::Sqlite, &control("a@dbv6.example.test"));
+        let f = dialback(&h, port, "");
+        assert_eq!(
+            h.run(&f),
+            Verdict::reply(
+                "517-MX server dbv6-mx.example.test said:\n\
+                 517 Sender does not exist: a@dbv6.example.test"
+            )
+        );
+        assert_eq!(lines(&log)[0], "::1 connect");
+    }
+
+    #[test]
     fn dns_failure_and_unusable_senders() {
         let h = Harness::new(Backend::Sqlite, &control("a@nosuch.example.test"));
         // Nothing listens on port 1.
@@ -646,11 +685,15 @@ mod tests {
             "\"a@b\"@example.test",
             "a@",
             "@example.test",
-            "a b@example.test",
+            "a<b@example.test",
+            "a\tb@example.test",
         ] {
             h.control(&control(bad));
             assert_eq!(h.run(&f), Verdict::reply(INVALID), "{bad}");
         }
+        // Cannot be asked without SMTPUTF8: no decision.
+        h.control(&control("jörg@example.test"));
+        assert_eq!(h.run(&f), Verdict::Continue);
         // The null sender and a missing sender: no decision.
         h.control("s\nrb@e2e.test\nR\nN\n");
         assert_eq!(h.run(&f), Verdict::Continue);

@@ -36,11 +36,12 @@ impl Reply {
     }
 }
 
-/// Whether `addr` can be sent inside `<…>`: printable ASCII without `<`, `>`, CR, LF, NUL or
-/// other controls. An empty address (the null path) is allowed.
+/// Whether `addr` can be sent inside `<…>`: printable ASCII (spaces allowed, for quoted local
+/// parts) without `<` or `>`; so no CR, LF, NUL or other controls, and no 8-bit bytes (HELO
+/// cannot negotiate SMTPUTF8). An empty address (the null path) is allowed.
 pub fn valid_address(addr: &str) -> bool {
     addr.bytes()
-        .all(|b| (0x21..0x7f).contains(&b) && b != b'<' && b != b'>')
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'<' && b != b'>')
 }
 
 /// Whether `name` can be sent as the HELO argument.
@@ -314,7 +315,7 @@ mod tests {
         for bad in ["a@b\r\nDATA", "a>@b", "<a@b", "a\0@b", "ä@b"] {
             assert!(!valid_address(bad), "{bad:?}");
         }
-        assert!(!valid_address("\"x y\"@b"));
+        assert!(valid_address("\"x y\"@b"));
         assert!(valid_address("postmaster@example.test"));
         assert!(!valid_helo("a b"));
         let (addr, _h) = server(&["220 hi\r\n", "250 ok\r\n"]);
