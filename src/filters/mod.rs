@@ -11,6 +11,7 @@ pub mod auto_whitelist;
 pub mod comeagain;
 pub mod debug;
 pub mod deliveredto;
+pub mod dialback;
 pub mod fixed_reply;
 pub mod greylist;
 pub mod log_aliases;
@@ -36,6 +37,7 @@ const MODULES: &[(&str, Constructor)] = &[
     ("comeagain", comeagain::build),
     ("debug", debug::build),
     ("deliveredto", deliveredto::build),
+    ("dialback", dialback::build),
     ("fixed_reply", fixed_reply::build),
     ("greylist", greylist::build),
     ("log_aliases", log_aliases::build),

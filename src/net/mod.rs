@@ -2,4 +2,5 @@
 //! RFC 7208 SPF evaluator ([`spf`]).
 
 pub mod dns;
+pub mod smtp;
 pub mod spf;
