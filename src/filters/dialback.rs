@@ -31,9 +31,9 @@ pub struct Dialback {
     smtp_timeout: Duration,
     pub smtp_port: u16,
     postmaster_addr: String,
-    /// Where DNS questions go. Read from /etc/resolv.conf at build; the framework (or a test)
-    /// may replace it with the `[dns]` section's.
-    pub resolver_config: ResolverConfig,
+    /// Where DNS questions go: `None` means the `[dns]` settings (or /etc/resolv.conf), as for
+    /// every module that resolves names; tests set their own name server.
+    pub resolver_config: Option<ResolverConfig>,
     /// The current unix time; tests replace it.
     pub clock: fn() -> i64,
 }
@@ -88,9 +88,7 @@ impl Dialback {
             smtp_timeout: Duration::from_secs_f64(timeout),
             smtp_port: port,
             postmaster_addr,
-            resolver_config: ResolverConfig::from_resolv_conf(std::path::Path::new(
-                ResolverConfig::RESOLV_CONF,
-            )),
+            resolver_config: None,
             clock: crate::store::now,
         })
     }
@@ -262,7 +260,10 @@ impl Filter for Dialback {
         if !smtp::valid_address(&sender) {
             return Ok(Verdict::reply(INVALID));
         }
-        let mut resolver = Resolver::new(self.resolver_config.clone());
+        let mut resolver = match &self.resolver_config {
+            Some(config) => Resolver::new(config.clone()),
+            None => super::new_resolver(),
+        };
         resolver.set_deadline(ctx.deadline);
         let hosts = match self.mail_hosts(&mut resolver, &domain) {
             Ok(h) => h,
@@ -407,7 +408,7 @@ mod tests {
             .section("dialback", &text, |s| Dialback::from_section(s, courier))
             .expect("builds");
         f.clock = test_clock;
-        f.resolver_config = crate::net::dns::testing::resolver().config().clone();
+        f.resolver_config = Some(crate::net::dns::testing::resolver().config().clone());
         f
     }
 
