@@ -12,6 +12,7 @@ use crate::courier::control::Envelope;
 use crate::courier::message::Message;
 use crate::filter::{Context, Filter, FilterError, Verdict};
 use crate::filters;
+use crate::net::dns::{Resolver, ResolverConfig};
 use crate::store::{Store, StoreConfig};
 
 /// The reply when no module decided.
@@ -122,6 +123,8 @@ pub struct Chain {
     pub settings: Settings,
     /// This process's handle on the store (connected on first use, after fork).
     pub store: Store,
+    /// The resolver modules use (`[dns]`); it holds no sockets between lookups.
+    pub dns: Resolver,
 }
 
 impl Chain {
@@ -139,11 +142,13 @@ impl Chain {
             errors.push(e);
             Settings::default()
         });
-        // Read here so `check-config` reports a bad [dns] section before any module needs it.
-        match crate::net::dns::ResolverConfig::from_config(modules) {
-            Ok(config) => filters::set_resolver_config(config),
-            Err(e) => errors.push(e),
-        }
+        let dns = match ResolverConfig::from_config(modules) {
+            Ok(config) => Resolver::new(config),
+            Err(e) => {
+                errors.push(e);
+                Resolver::system()
+            }
+        };
         let store_config = StoreConfig::from_config(modules).unwrap_or_else(|e| {
             errors.push(e);
             StoreConfig::Sqlite {
@@ -203,6 +208,7 @@ impl Chain {
                 links,
                 settings,
                 store: Store::new(store_config),
+                dns,
             })
         } else {
             Err(errors)
@@ -232,6 +238,7 @@ impl Chain {
         let first_cpu = (!self.links.is_empty()).then(thread_cpu_time);
         let mut last_cpu = first_cpu.unwrap_or_default();
         let deadline = Instant::now() + self.settings.message_timeout;
+        self.dns.set_deadline(deadline);
         let mut bypassed: HashSet<&str> = HashSet::new();
         let mut reply: Option<(String, &str)> = None;
         let mut steps = Vec::with_capacity(self.links.len());
@@ -255,6 +262,7 @@ impl Chain {
             }
             let mut ctx = Context {
                 store: &mut self.store,
+                dns: &mut self.dns,
                 courier,
                 envelope: &mut *envelope,
                 message: &mut *message,
@@ -540,6 +548,7 @@ mod tests {
             links,
             settings: Settings::default(),
             store: test_store(),
+            dns: Resolver::system(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -670,6 +679,7 @@ mod tests {
             links: vec![link("a", None, cont)],
             settings,
             store: test_store(),
+            dns: Resolver::system(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -752,6 +762,35 @@ mod tests {
         assert_eq!(
             accounting_line(None, &empty),
             "CPU TIME ACCOUNTING: None processed with 0.020436 seconds: ()"
+        );
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::*;
+    use crate::filters::testutil::Fixture;
+
+    #[test]
+    fn the_dns_section_reaches_the_modules_resolver() {
+        let fx = Fixture::new("s\n", "\n", &[]);
+        let chain =
+            ChainConfig::parse(std::path::Path::new("c.conf"), "whitelist_dnswl\n").expect("chain");
+        let modules = ModulesConfig::parse(
+            std::path::Path::new("m.conf"),
+            "[dns]\nnameservers = ['127.0.0.1:15353']\ntimeout = 1.5\nattempts = 1\n",
+        )
+        .expect("modules");
+        let built = Chain::build("rf", &chain, &modules, &fx.courier).map_err(|e| format!("{e:?}"));
+        let built = built.expect("builds");
+        let config = built.dns.config();
+        assert_eq!(
+            config.nameservers,
+            vec!["127.0.0.1:15353".parse().expect("addr")]
+        );
+        assert_eq!(
+            (config.timeout, config.attempts),
+            (Duration::from_millis(1500), 1)
         );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::courier::Courier;
 use crate::courier::control::Envelope;
 use crate::courier::message::Message;
+use crate::net::dns::Resolver;
 use crate::store::{Counter, Store, TtlDb};
 
 /// What a module decided about one message.
@@ -56,6 +57,8 @@ pub struct Context<'a> {
     pub message: &'a mut Message,
     /// The worker's store (TtlDb tables and rate counters), connected on first use.
     pub store: &'a mut Store,
+    /// The worker's resolver (the `[dns]` settings), its deadline set to the message's.
+    pub dns: &'a mut Resolver,
     /// The per-message deadline; network calls bound their timeouts by it.
     pub deadline: Instant,
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
-use crate::net::dns::{DnsError, Lookup, Resolver, ResolverConfig};
+use crate::net::dns::{DnsError, Lookup, Resolver};
 use crate::net::smtp::{self, Client};
 use crate::store::{StoreError, TtlDb, md5_key};
 
@@ -31,9 +31,6 @@ pub struct Dialback {
     smtp_timeout: Duration,
     pub smtp_port: u16,
     postmaster_addr: String,
-    /// Where DNS questions go: `None` means the `[dns]` settings (or /etc/resolv.conf), as for
-    /// every module that resolves names; tests set their own name server.
-    pub resolver_config: Option<ResolverConfig>,
     /// The current unix time; tests replace it.
     pub clock: fn() -> i64,
 }
@@ -88,7 +85,6 @@ impl Dialback {
             smtp_timeout: Duration::from_secs_f64(timeout),
             smtp_port: port,
             postmaster_addr,
-            resolver_config: None,
             clock: crate::store::now,
         })
     }
@@ -108,7 +104,7 @@ impl Dialback {
 
     fn try_host(
         &self,
-        ctx: &Context<'_>,
+        (courier, deadline): (&Courier, std::time::Instant),
         resolver: &mut Resolver,
         host: &str,
         sender: &str,
@@ -126,7 +122,7 @@ impl Dialback {
             }
         };
         let (mut client, greeting) =
-            match Client::connect_any(&addrs, self.smtp_port, self.smtp_timeout, ctx.deadline) {
+            match Client::connect_any(&addrs, self.smtp_port, self.smtp_timeout, deadline) {
                 Ok(c) => c,
                 Err(e) => {
                     log::info!("dialback: {host}: {e}");
@@ -138,7 +134,7 @@ impl Dialback {
             quit(client, host);
             return connect_failed();
         }
-        match client.helo(&ctx.courier.esmtphelo()) {
+        match client.helo(&courier.esmtphelo()) {
             Ok(r) if r.is_positive() => {}
             Ok(_) => {
                 quit(client, host);
@@ -260,12 +256,7 @@ impl Filter for Dialback {
         if !smtp::valid_address(&sender) {
             return Ok(Verdict::reply(INVALID));
         }
-        let mut resolver = match &self.resolver_config {
-            Some(config) => Resolver::new(config.clone()),
-            None => super::new_resolver(),
-        };
-        resolver.set_deadline(ctx.deadline);
-        let hosts = match self.mail_hosts(&mut resolver, &domain) {
+        let hosts = match self.mail_hosts(ctx.dns, &domain) {
             Ok(h) => h,
             Err(e) => {
                 log::info!("dialback: resolving {domain}: {e}");
@@ -279,7 +270,7 @@ impl Filter for Dialback {
             if std::time::Instant::now() >= ctx.deadline {
                 break;
             }
-            match self.try_host(ctx, &mut resolver, host, &sender) {
+            match self.try_host((ctx.courier, ctx.deadline), ctx.dns, host, &sender) {
                 Outcome::Good => {
                     self.record(ctx, &self.good, &key)?;
                     return Ok(Verdict::Continue);
@@ -408,7 +399,7 @@ mod tests {
             .section("dialback", &text, |s| Dialback::from_section(s, courier))
             .expect("builds");
         f.clock = test_clock;
-        f.resolver_config = Some(crate::net::dns::testing::resolver().config().clone());
+        h.fx.dns.replace(crate::net::dns::testing::resolver());
         f
     }
 

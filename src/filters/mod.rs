@@ -4,8 +4,6 @@
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::Filter;
-use crate::net::dns::{Resolver, ResolverConfig};
-use std::sync::Mutex;
 
 pub mod auto_whitelist;
 pub mod comeagain;
@@ -116,23 +114,6 @@ pub fn unavailable_reason(name: &str) -> String {
         let known: Vec<&str> = available().collect();
         format!("unknown module '{name}' (available: {})", known.join(", "))
     }
-}
-
-/// The `[dns]` settings of the modules file, recorded when the chain is built, for the modules
-/// that make DNS lookups (a constructor sees only its own section).
-static RESOLVER_CONFIG: Mutex<Option<ResolverConfig>> = Mutex::new(None);
-
-pub fn set_resolver_config(config: ResolverConfig) {
-    if let Ok(mut slot) = RESOLVER_CONFIG.lock() {
-        *slot = Some(config);
-    }
-}
-
-/// A resolver for a module, made in the worker (resolvers are per process): the `[dns]`
-/// settings recorded by [`set_resolver_config`], or /etc/resolv.conf when none were.
-pub(crate) fn new_resolver() -> Resolver {
-    let config = RESOLVER_CONFIG.lock().ok().and_then(|slot| slot.clone());
-    config.map_or_else(Resolver::system, Resolver::new)
 }
 
 /// The init log line (spec §7.0), written once when the chain is built.

@@ -15,51 +15,31 @@
 //! The lookups of one check stop at the message's deadline or after the SPF time limit
 //! (20 s), whichever comes first.
 
-use std::cell::RefCell;
 use std::time::Instant;
 
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
-use crate::net::dns::Resolver;
 use crate::net::spf::{self, SpfOptions, SpfResult};
 
 pub const DENY: &str = "517 SPF returns deny";
 pub const TEMPERROR: &str = "451 4.4.3 SPF temporary error, try again later";
 
-/// The resolver of one worker and the SPF check on a message, shared with whitelist_spf.
+/// The SPF check on a message, shared with whitelist_spf.
 pub(crate) struct SpfChecker {
-    /// Made in `open` (after fork) or on first use.
-    resolver: RefCell<Option<Resolver>>,
     options: SpfOptions,
 }
 
 impl SpfChecker {
     pub(crate) fn new() -> SpfChecker {
         SpfChecker {
-            resolver: RefCell::new(None),
             options: SpfOptions::default(),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn with_resolver(resolver: Resolver) -> SpfChecker {
-        SpfChecker {
-            resolver: RefCell::new(Some(resolver)),
-            options: SpfOptions::default(),
-        }
-    }
-
-    pub(crate) fn open(&mut self) {
-        let slot = self.resolver.get_mut();
-        if slot.is_none() {
-            *slot = Some(super::new_resolver());
         }
     }
 
     /// The SPF result for the message's sender, or `None` when there is nothing to check
     /// (null or missing sender, no client address).
-    pub(crate) fn check(&self, ctx: &Context<'_>) -> Result<Option<SpfResult>, FilterError> {
+    pub(crate) fn check(&self, ctx: &mut Context<'_>) -> Result<Option<SpfResult>, FilterError> {
         let Some(ip) = ctx.envelope.client_ip() else {
             return Ok(None);
         };
@@ -68,14 +48,11 @@ impl SpfChecker {
             Some(s) => s,
         };
         let helo = helo_name(ctx.envelope.senders_mta());
-        let mut slot = self
-            .resolver
-            .try_borrow_mut()
-            .map_err(|_| FilterError::new("SPF resolver already in use"))?;
-        let resolver = slot.get_or_insert_with(super::new_resolver);
-        resolver.set_deadline(ctx.deadline.min(Instant::now() + self.options.time_limit));
-        let result = spf::check_mail_from(resolver, ip, sender, helo, &self.options);
-        resolver.clear_deadline();
+        // The SPF time limit, within the message's deadline (restored afterwards).
+        ctx.dns
+            .set_deadline(ctx.deadline.min(Instant::now() + self.options.time_limit));
+        let result = spf::check_mail_from(ctx.dns, ip, sender, helo, &self.options);
+        ctx.dns.set_deadline(ctx.deadline);
         log::debug!(
             "SPF {} for {sender} from {ip} (helo {helo}): {}",
             result.verdict,
@@ -117,11 +94,6 @@ impl Filter for Spfcheck {
             _ => Verdict::Continue,
         })
     }
-
-    fn open(&mut self) -> Result<(), FilterError> {
-        self.spf.open();
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -131,7 +103,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::filters::testutil::{Fixture, build as build_module};
-    use crate::net::dns::{ResolverConfig, testing};
+    use crate::net::dns::{Resolver, ResolverConfig, testing};
 
     /// A name server that never answers: a bound UDP socket nobody reads.
     pub(crate) fn silent_resolver() -> (UdpSocket, Resolver) {
@@ -154,14 +126,25 @@ pub(crate) mod tests {
         c
     }
 
-    fn run(f: &dyn Filter, sender: &str, ip: Option<&str>) -> Verdict {
+    /// Run on the test name server (or `resolver`).
+    pub(crate) fn run_with(
+        f: &dyn Filter,
+        sender: &str,
+        ip: Option<&str>,
+        resolver: Resolver,
+    ) -> Verdict {
         let fx = Fixture::new(&control(sender, ip), "\n", &[]);
+        fx.dns.replace(resolver);
         fx.run(f).expect("runs")
+    }
+
+    fn run(f: &dyn Filter, sender: &str, ip: Option<&str>) -> Verdict {
+        run_with(f, sender, ip, testing::resolver())
     }
 
     fn spfcheck() -> Spfcheck {
         Spfcheck {
-            spf: SpfChecker::with_resolver(testing::resolver()),
+            spf: SpfChecker::new(),
         }
     }
 
@@ -209,11 +192,9 @@ pub(crate) mod tests {
     #[test]
     fn temperror_is_a_tempfail() {
         let (_sock, resolver) = silent_resolver();
-        let f = Spfcheck {
-            spf: SpfChecker::with_resolver(resolver),
-        };
+        let f = spfcheck();
         assert_eq!(
-            run(&f, "a@example.test", Some("192.0.2.9")),
+            run_with(&f, "a@example.test", Some("192.0.2.9"), resolver),
             Verdict::reply(TEMPERROR)
         );
     }

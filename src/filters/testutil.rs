@@ -8,6 +8,7 @@ use crate::courier::control::Envelope;
 use crate::courier::message::Message;
 use crate::courier::{Courier, CourierPaths};
 use crate::filter::{Context, Filter, FilterResult};
+use crate::net::dns::Resolver;
 use crate::store::{Store, StoreConfig};
 
 pub struct Fixture {
@@ -18,6 +19,8 @@ pub struct Fixture {
     pub data: PathBuf,
     /// SQLite in the fixture's directory unless a test replaces it.
     pub store: RefCell<Store>,
+    /// /etc/resolv.conf unless a test replaces it (e.g. with the test name server).
+    pub dns: RefCell<Resolver>,
 }
 
 impl Fixture {
@@ -41,6 +44,7 @@ impl Fixture {
         });
         Fixture {
             store: RefCell::new(store),
+            dns: RefCell::new(Resolver::system()),
             courier: Courier::new(paths),
             _dir: dir,
             control: control_path,
@@ -54,8 +58,10 @@ impl Fixture {
             Envelope::load(std::slice::from_ref(&self.control)).expect("load control");
         let mut message = Message::new(&self.data);
         let mut store = self.store.borrow_mut();
+        let mut dns = self.dns.borrow_mut();
         let mut ctx = Context {
             store: &mut store,
+            dns: &mut dns,
             courier: &self.courier,
             envelope: &mut envelope,
             message: &mut message,

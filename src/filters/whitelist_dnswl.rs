@@ -6,13 +6,12 @@
 //! NODATA, a DNS error (logged) — moves on to the next zone, and after the last one the module
 //! makes no decision: it only whitelists. Mail without a client address gets no decision.
 
-use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
-use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
-use crate::net::dns::{Lookup, Resolver, reverse_name};
+use crate::filter::{Context, Filter, FilterResult, Verdict};
+use crate::net::dns::{Lookup, reverse_name};
 
 pub const DEFAULT_ZONE: &str = "list.dnswl.org";
 /// dnswl.org's answer for refused queries: never a listing.
@@ -21,8 +20,6 @@ const REFUSED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 255);
 pub struct WhitelistDnswl {
     zones: Vec<String>,
     min_trust: u8,
-    /// Made in `open` (after fork) or on first use.
-    resolver: RefCell<Option<Resolver>>,
 }
 
 pub fn build(sec: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigError> {
@@ -46,19 +43,7 @@ impl WhitelistDnswl {
             .filter(|t| *t <= 3)
             .ok_or_else(|| sec.error("min_trust", "must be 0, 1, 2 or 3"))?;
         super::initialized("whitelist_dnswl");
-        Ok(WhitelistDnswl {
-            zones,
-            min_trust,
-            resolver: RefCell::new(None),
-        })
-    }
-
-    /// Use this resolver rather than one made from the `[dns]` settings.
-    pub fn with_resolver(self, resolver: Resolver) -> WhitelistDnswl {
-        WhitelistDnswl {
-            resolver: RefCell::new(Some(resolver)),
-            ..self
-        }
+        Ok(WhitelistDnswl { zones, min_trust })
     }
 
     /// Whether one answer is a listing trusted enough.
@@ -83,16 +68,10 @@ impl Filter for WhitelistDnswl {
             return Ok(Verdict::Continue);
         };
         let prefix = reversed(ip);
-        let mut slot = self
-            .resolver
-            .try_borrow_mut()
-            .map_err(|_| FilterError::new("dnswl resolver already in use"))?;
-        let resolver = slot.get_or_insert_with(super::new_resolver);
-        resolver.set_deadline(ctx.deadline);
         let mut verdict = Verdict::Continue;
         for zone in &self.zones {
             let name = format!("{prefix}.{zone}");
-            match resolver.a(&name) {
+            match ctx.dns.a(&name) {
                 Ok(addrs) => {
                     if let Some(hit) = addrs.iter().find(|a| self.listed(**a)) {
                         log::debug!("whitelist_dnswl: {ip} listed in {zone} ({hit})");
@@ -107,16 +86,7 @@ impl Filter for WhitelistDnswl {
                 Err(e) => log::warn!("whitelist_dnswl: lookup of {name} failed: {e}"),
             }
         }
-        resolver.clear_deadline();
         Ok(verdict)
-    }
-
-    fn open(&mut self) -> Result<(), FilterError> {
-        let slot = self.resolver.get_mut();
-        if slot.is_none() {
-            *slot = Some(super::new_resolver());
-        }
-        Ok(())
     }
 }
 
@@ -126,7 +96,7 @@ mod tests {
     use crate::config::ModulesConfig;
     use crate::filters::spfcheck::tests::silent_resolver;
     use crate::filters::testutil::{Fixture, build};
-    use crate::net::dns::testing;
+    use crate::net::dns::{Resolver, testing};
 
     fn module(settings: &str) -> WhitelistDnswl {
         let text = format!("[whitelist_dnswl.py]\n{settings}");
@@ -134,15 +104,21 @@ mod tests {
         let sec = cfg.section("whitelist_dnswl");
         let m = WhitelistDnswl::from_section(&sec).expect("builds");
         sec.finish().expect("known keys");
-        m.with_resolver(testing::resolver())
+        m
     }
 
-    fn run(f: &WhitelistDnswl, ip: Option<&str>) -> Verdict {
+    fn run_with(f: &WhitelistDnswl, ip: Option<&str>, resolver: Resolver) -> Verdict {
         let mut c = "sa@x.example\nrb@y.example\nR\nN\n".to_string();
         if let Some(ip) = ip {
             c.push_str(&format!("OTCPREMOTEIP={ip}\n"));
         }
-        Fixture::new(&c, "\n", &[]).run(f).expect("runs")
+        let fx = Fixture::new(&c, "\n", &[]);
+        fx.dns.replace(resolver);
+        fx.run(f).expect("runs")
+    }
+
+    fn run(f: &WhitelistDnswl, ip: Option<&str>) -> Verdict {
+        run_with(f, ip, testing::resolver())
     }
 
     const OK: fn() -> Verdict = || Verdict::reply("200 Ok");
@@ -194,8 +170,8 @@ mod tests {
     #[test]
     fn timeouts_are_no_decision() {
         let (_sock, resolver) = silent_resolver();
-        let f = module("dnswl_zone = ['dnswl.test']\n").with_resolver(resolver);
-        assert_eq!(run(&f, Some("127.0.0.2")), Verdict::Continue);
+        let f = module("dnswl_zone = ['dnswl.test']\n");
+        assert_eq!(run_with(&f, Some("127.0.0.2"), resolver), Verdict::Continue);
     }
 
     #[test]

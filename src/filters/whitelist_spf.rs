@@ -5,7 +5,7 @@
 
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
-use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
+use crate::filter::{Context, Filter, FilterResult, Verdict};
 use crate::net::spf;
 
 use super::spfcheck::SpfChecker;
@@ -35,29 +35,22 @@ impl Filter for WhitelistSpf {
             _ => Verdict::Continue,
         })
     }
-
-    fn open(&mut self) -> Result<(), FilterError> {
-        self.spf.open();
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::spfcheck::tests::{control, silent_resolver};
-    use crate::filters::testutil::Fixture;
+    use crate::filters::spfcheck::tests::{run_with, silent_resolver};
     use crate::net::dns::testing;
 
     fn run(f: &dyn Filter, sender: &str, ip: Option<&str>) -> Verdict {
-        let fx = Fixture::new(&control(sender, ip), "\n", &[]);
-        fx.run(f).expect("runs")
+        run_with(f, sender, ip, testing::resolver())
     }
 
     #[test]
     fn only_pass_whitelists() {
         let f = WhitelistSpf {
-            spf: SpfChecker::with_resolver(testing::resolver()),
+            spf: SpfChecker::new(),
         };
         assert_eq!(
             run(&f, "a@example.test", Some("127.0.0.2")),
@@ -78,10 +71,10 @@ mod tests {
     fn temperror_is_no_decision() {
         let (_sock, resolver) = silent_resolver();
         let f = WhitelistSpf {
-            spf: SpfChecker::with_resolver(resolver),
+            spf: SpfChecker::new(),
         };
         assert_eq!(
-            run(&f, "a@example.test", Some("127.0.0.2")),
+            run_with(&f, "a@example.test", Some("127.0.0.2"), resolver),
             Verdict::Continue
         );
     }
