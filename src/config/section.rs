@@ -192,24 +192,16 @@ impl<'a> Section<'a> {
     }
 
     fn strings(&self, key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
-        let items = match v {
-            Value::Str(s) => return Ok(vec![s.clone()]),
-            Value::List(items) | Value::Tuple(items) | Value::Set(items) => items,
-            _ => return Err(self.type_error(key, "a list of strings", v)),
-        };
-        items
-            .iter()
-            .map(|item| match item {
-                Value::Str(s) => Ok(s.clone()),
-                other => Err(self.error(
-                    key,
-                    format!(
-                        "expected a list of strings, but it holds {}",
-                        describe(other)
-                    ),
-                )),
-            })
-            .collect()
+        string_items(v).map_err(|bad| match bad {
+            NotStrings::NotAList(v) => self.type_error(key, "a list of strings", v),
+            NotStrings::Item(other) => self.error(
+                key,
+                format!(
+                    "expected a list of strings, but it holds {}",
+                    describe(other)
+                ),
+            ),
+        })
     }
 
     /// A list or tuple of strings; a single string is a one-element list.
@@ -278,23 +270,19 @@ impl<'a> Section<'a> {
         let mut out = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             let name = self.dict_key(key, k, WHAT)?;
-            let list = match v {
-                Value::Str(s) => vec![s.clone()],
-                Value::List(items) | Value::Tuple(items) | Value::Set(items) => items
-                    .iter()
-                    .map(|item| match item {
-                        Value::Str(s) => Ok(s.clone()),
-                        other => Err(self.error(
-                            key,
-                            format!(
-                                "expected {WHAT}, but {} holds {}",
-                                k.repr(),
-                                describe(other)
-                            ),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                other => {
+            let list = match string_items(v) {
+                Ok(list) => list,
+                Err(NotStrings::Item(other)) => {
+                    return Err(self.error(
+                        key,
+                        format!(
+                            "expected {WHAT}, but {} holds {}",
+                            k.repr(),
+                            describe(other)
+                        ),
+                    ));
+                }
+                Err(NotStrings::NotAList(other)) => {
                     return Err(self.error(
                         key,
                         format!(
@@ -362,6 +350,28 @@ fn describe(v: &Value) -> String {
         repr
     };
     format!("{} {repr}", v.type_name())
+}
+
+/// Why a value is not a list of strings: not a list at all, or an item that is not a string.
+enum NotStrings<'v> {
+    NotAList(&'v Value),
+    Item(&'v Value),
+}
+
+/// A single string, or a list / tuple / set of strings, as strings.
+fn string_items(v: &Value) -> Result<Vec<String>, NotStrings<'_>> {
+    let items = match v {
+        Value::Str(s) => return Ok(vec![s.clone()]),
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) => items,
+        other => return Err(NotStrings::NotAList(other)),
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Str(s) => Ok(s.clone()),
+            other => Err(NotStrings::Item(other)),
+        })
+        .collect()
 }
 
 #[cfg(test)]
