@@ -6,7 +6,7 @@
 use std::cell::OnceCell;
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::dat::DatFile;
@@ -283,13 +283,6 @@ impl Courier {
         Ok(None)
     }
 
-    /// `smtpaccess` for an address already parsed (e.g. [`Envelope::client_ip`]).
-    ///
-    /// [`Envelope::client_ip`]: super::control::Envelope::client_ip
-    pub fn smtpaccess_addr(&self, ip: IpAddr) -> io::Result<Option<String>> {
-        self.smtpaccess(&ip.to_string())
-    }
-
     /// `KEY` → `Some("")`, `KEY=v` → `Some("v")`, absent → `None`, from the first matching entry.
     pub fn smtpaccess_val(&self, key: &str, ip: &str) -> io::Result<Option<String>> {
         let Some(value) = self.smtpaccess(ip)? else {
@@ -327,19 +320,6 @@ mod tests {
         paths.sysconfdir = dir.to_path_buf();
         paths.localstatedir = dir.join("spool");
         Courier::new(paths)
-    }
-
-    fn make_dat(path: &Path, pairs: &[(&str, &str)]) {
-        let tmp = path.with_extension("tmp");
-        let mut db = gdbm_native::OpenOptions::new()
-            .create(true)
-            .open(&tmp)
-            .unwrap();
-        for (k, v) in pairs {
-            db.insert(*k, *v).unwrap();
-        }
-        db.close().unwrap();
-        fs::rename(&tmp, path).unwrap();
     }
 
     #[test]
@@ -451,7 +431,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = courier_in(dir.path());
         assert!(!c.is_hosteddomain("a.example.net").unwrap());
-        make_dat(
+        crate::courier::dat::tests::make_db(
             &dir.path().join("hosteddomains.dat"),
             &[
                 ("hosted.example.net", "1"),
@@ -487,7 +467,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("me"), "MX.example.org").unwrap();
         fs::write(dir.path().join("locals"), "mx.example.org\nlocal.example\n").unwrap();
-        make_dat(
+        crate::courier::dat::tests::make_db(
             &dir.path().join("aliases.dat"),
             &[
                 ("postmaster@mx.example.org", "root@mx.example.org\n"),
@@ -547,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = courier_in(dir.path());
         assert_eq!(c.smtpaccess("127.0.0.1").unwrap(), None);
-        make_dat(
+        crate::courier::dat::tests::make_db(
             &dir.path().join("smtpaccess.dat"),
             &[
                 ("127.0.0.1", "allow,RELAYCLIENT"),
@@ -578,9 +558,7 @@ mod tests {
         );
         assert_eq!(c.smtpaccess("not an ip").unwrap(), None);
         assert_eq!(
-            c.smtpaccess_addr("2001:db8::9".parse().unwrap())
-                .unwrap()
-                .as_deref(),
+            c.smtpaccess("2001:db8::9").unwrap().as_deref(),
             Some("deny")
         );
 

@@ -89,10 +89,11 @@ impl DatFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn make_db(path: &Path, pairs: &[(&str, &str)]) {
+    /// Build a GDBM file the way makedat does: under another name, then renamed over.
+    pub(crate) fn make_db(path: &Path, pairs: &[(&str, &str)]) {
         let tmp = path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);
         let mut db = gdbm_native::OpenOptions::new()
