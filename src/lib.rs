@@ -13,5 +13,6 @@ pub mod filter;
 pub mod filters;
 pub mod logging;
 pub mod net;
+pub mod quarantine;
 pub mod server;
 pub mod store;

@@ -193,7 +193,13 @@ impl ModulesConfig {
         } else {
             self.find(DEFAULT_SECTION)
         };
-        Section::new(self.path.as_deref(), name, self.find(name), defaults)
+        Section::new(
+            self.path.as_deref(),
+            name,
+            self.find(name),
+            defaults,
+            Some(self),
+        )
     }
 
     /// Names of the sections present (without `.py`), in file order, `DEFAULT` excluded.

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use super::ini::{Entry, SectionData};
-use super::{ConfigError, Value};
+use super::{ConfigError, ModulesConfig, Value};
 
 /// One module's section of a [`super::ModulesConfig`]. Getters remember which keys were asked
 /// for, so [`Section::finish`] can reject the rest.
@@ -21,6 +21,8 @@ pub struct Section<'a> {
     defaults: Option<&'a SectionData>,
     /// Keys asked for, in the order asked.
     known: RefCell<Vec<String>>,
+    /// The whole file, for the library sections a module uses (`[quarantine]`, `[authdaemon]`).
+    config: Option<&'a ModulesConfig>,
 }
 
 impl<'a> Section<'a> {
@@ -29,6 +31,7 @@ impl<'a> Section<'a> {
         name: &str,
         own: Option<&'a SectionData>,
         defaults: Option<&'a SectionData>,
+        config: Option<&'a ModulesConfig>,
     ) -> Section<'a> {
         Section {
             file,
@@ -36,6 +39,16 @@ impl<'a> Section<'a> {
             own,
             defaults,
             known: RefCell::new(Vec::new()),
+            config,
+        }
+    }
+
+    /// Another section of the same file: a library section a module relies on, such as
+    /// `[quarantine]` (clamav) or `[authdaemon]` (localsenders, quota). Empty when absent.
+    pub fn library(&self, name: &str) -> Section<'a> {
+        match self.config {
+            Some(config) => config.section(name),
+            None => Section::new(None, name, None, None, None),
         }
     }
 

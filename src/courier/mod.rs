@@ -7,6 +7,7 @@ pub mod control;
 pub mod dat;
 pub mod message;
 pub mod paths;
+pub mod sendmail;
 mod watch;
 
 pub use config::Courier;
