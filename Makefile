@@ -49,6 +49,9 @@ FILTERDIR    ?= $(if $(COURIER_LIBEXECDIR),$(COURIER_LIBEXECDIR)/filters,/usr/li
 # Courier's mail user and group: courier-config's, else courier when it exists, else daemon.
 MAILUSER     ?= $(or $(call courier_var,mailuser),$(shell getent passwd courier >/dev/null 2>&1 && echo courier),daemon)
 MAILGROUP    ?= $(or $(call courier_var,mailgroup),$(shell getent group courier >/dev/null 2>&1 && echo courier),daemon)
+# The services the tests use, each started by tests/services/<name>.sh start and stopped
+# by … stop (the real Courier is brought up by the tests that need it).
+TEST_SERVICES := postgres nsd
 # Test threads inside each test binary; the Courier test serializes itself.
 TEST_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -78,10 +81,12 @@ build:
 test:
 	tests/services/install-deps.sh
 	$(CARGO) build --release
-	tests/services/postgres.sh start
-	tests/services/nsd.sh start || { tests/services/postgres.sh stop; exit 1; }
+	@started=; for s in $(TEST_SERVICES); do \
+		tests/services/$$s.sh start || { for t in $$started; do tests/services/$$t.sh stop; done; exit 1; }; \
+		started="$$s $$started"; \
+	done; \
 	$(CARGO) test --release -- --test-threads=$(TEST_THREADS); \
-		rc=$$?; tests/services/nsd.sh stop; tests/services/postgres.sh stop; exit $$rc
+		rc=$$?; for t in $$started; do tests/services/$$t.sh stop; done; exit $$rc
 	$(MAKE) check
 
 check: fmt-check clippy
