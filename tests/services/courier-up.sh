@@ -104,7 +104,7 @@ sed -i -e "s/^PORT=.*/PORT=$PORT/" \
        -e 's/^ESMTPDSTART=.*/ESMTPDSTART=YES/' $C/esmtpd
 echo 'ADDRESS=127.0.0.1' >> $C/esmtpd
 echo 'mail.e2e.test'           > $C/me
-printf 'localhost\ne2e.test\n' > $C/locals
+printf 'localhost\ne2e.test\nmail.e2e.test\n' > $C/locals   # me() too: quarantine release addresses
 echo 'e2e.test'                > $C/esmtpacceptmailfor
 echo 'e2e.test'                > $C/defaultdomain
 echo ': [127.0.0.1],9'         > $C/esmtproutes       # all outbound mail (DSNs) to a closed port
