@@ -6,7 +6,8 @@
 #   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), groff-base
 #   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
 #   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
-#   dig for its readiness check), and a C toolchain (cc) for linking when none is on PATH.
+#   dig for its readiness check), spamassassin, spamc and spamd (the SpamAssassin daemon of
+#   tests/services/spamd.sh and its client), and a C toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -23,6 +24,9 @@ command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v nsd >/dev/null 2>&1 || missing+=(nsd)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v spamd >/dev/null 2>&1 || missing+=(spamd)
+command -v spamc >/dev/null 2>&1 || missing+=(spamc)
+dpkg -s spamassassin >/dev/null 2>&1 || missing+=(spamassassin)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -53,6 +57,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
     command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
+    command -v spamd >/dev/null 2>&1 || die "spamd is still not installed"
+    command -v spamc >/dev/null 2>&1 || die "spamc is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
