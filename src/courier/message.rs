@@ -105,6 +105,39 @@ fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
     spans
 }
 
+/// One header field's place in the file (see [`header_layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawField {
+    /// The name as written (before any blanks and the colon).
+    pub name: std::ops::Range<usize>,
+    /// The whole field: name, colon, value, folding and its final line ending (if any).
+    pub whole: std::ops::Range<usize>,
+}
+
+/// The header fields of `data` as byte ranges, and where the body starts: just after the
+/// empty line that ends the header block, or where the block ended without one. For modules
+/// that rebuild a message around its original bytes.
+pub fn header_layout(data: &[u8]) -> (Vec<RawField>, usize) {
+    let spans = field_spans(data);
+    let end = spans.last().map_or(0, |s| s.end);
+    let rest = &data[end..];
+    let body_start = if rest.starts_with(b"\r\n") {
+        end + 2
+    } else if rest.starts_with(b"\n") {
+        end + 1
+    } else {
+        end
+    };
+    let fields = spans
+        .into_iter()
+        .map(|s| RawField {
+            name: s.start..s.name_end,
+            whole: s.start..s.end,
+        })
+        .collect();
+    (fields, body_start)
+}
+
 /// Makes temporary file names unique within the process.
 static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -350,6 +383,23 @@ mod tests {
         let (_d, m) = message_with(b"Subject : hi\n\n");
         assert_eq!(names(&m), ["Subject"]);
         assert_eq!(m.header_values("subject").unwrap(), ["hi"]);
+    }
+
+    #[test]
+    fn header_layout_ranges_and_body_start() {
+        let data = b"A: 1\r\nB : 2\r\n\tx\r\n\r\nbody\r\n";
+        let (fields, body) = header_layout(data);
+        assert_eq!(fields.len(), 2);
+        assert_eq!(&data[fields[1].name.clone()], b"B");
+        assert_eq!(&data[fields[1].whole.clone()], b"B : 2\r\n\tx\r\n");
+        assert_eq!(&data[body..], b"body\r\n");
+        // no empty line: the body starts where the block ended
+        let data = b"A: 1\nnot a header\n";
+        let (fields, body) = header_layout(data);
+        assert_eq!(fields.len(), 1);
+        assert_eq!(&data[body..], b"not a header\n");
+        assert_eq!(header_layout(b"").1, 0);
+        assert_eq!(header_layout(b"\nbody").1, 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::Filter;
 
+pub mod add_signature;
 pub mod auto_whitelist;
 pub mod comeagain;
 pub mod debug;
@@ -19,6 +20,7 @@ pub mod nosuccessdsn;
 pub mod privateaddr;
 pub mod ratelimit;
 pub mod ratelimitauth;
+pub mod spamassassin;
 pub mod spfcheck;
 pub mod whitelist_auth;
 pub mod whitelist_block;
@@ -31,6 +33,7 @@ pub mod whitelist_spf;
 pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, ConfigError>;
 
 const MODULES: &[(&str, Constructor)] = &[
+    ("add_signature", add_signature::build),
     ("auto_whitelist", auto_whitelist::build),
     ("comeagain", comeagain::build),
     ("debug", debug::build),
@@ -45,6 +48,7 @@ const MODULES: &[(&str, Constructor)] = &[
     ("privateaddr", privateaddr::build),
     ("ratelimit", ratelimit::build),
     ("ratelimitauth", ratelimitauth::build),
+    ("spamassassin", spamassassin::build),
     ("spfcheck", spfcheck::build),
     ("whitelist_auth", whitelist_auth::build),
     ("whitelist_block", whitelist_block::build),

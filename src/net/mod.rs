@@ -3,4 +3,5 @@
 
 pub mod dns;
 pub mod smtp;
+pub mod spamc;
 pub mod spf;
