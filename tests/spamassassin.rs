@@ -22,11 +22,17 @@ fn require_spamd() {
     let out = Command::new("spamc")
         .args(["-x", "-t", "10", "-U", SPAMD_SOCKET, "-K"])
         .output();
-    let up = matches!(&out, Ok(o) if o.status.success()
-        && String::from_utf8_lossy(&o.stdout).starts_with("SPAMD/"));
-    assert!(
-        up,
-        "the test spamd does not answer on {SPAMD_SOCKET} ({out:?}): run \
+    let why = match &out {
+        Ok(o) if o.status.success() && o.stdout.starts_with(b"SPAMD/") => return,
+        Ok(o) => format!(
+            "spamc -K: {}, {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("cannot run spamc: {e}"),
+    };
+    panic!(
+        "the test spamd does not answer on {SPAMD_SOCKET} ({why}): run \
          `tests/services/spamd.sh start` (make test does), after tests/services/install-deps.sh"
     );
 }
