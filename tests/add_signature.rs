@@ -72,7 +72,7 @@ fn an_authenticated_sender_gets_the_signature_byte_preservingly() {
     assert_eq!(
         &rest[part1.len()..],
         format!(
-            "Content-Type: text/plain; charset=\"utf-8\"\r\nMIME-Version: 1.0\r\n\
+            "Content-Type: text/plain; charset=\"utf-8\"\r\n\
              Content-Transfer-Encoding: quoted-printable\r\n\r\n\
              --=20\r\nBob Example\r\nExample GmbH, K=C3=B6ln\r\n\r\n--{boundary}--\r\n"
         )

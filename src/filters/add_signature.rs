@@ -12,7 +12,7 @@
 //! Differences from the reference, on purpose: MIME fields are recognized case-insensitively
 //! and include every `Content-*` field (e.g. `Content-Language`, `Content-ID`), so no
 //! `MIME-Version`/`Content-Type` is duplicated at the top level; raw 8-bit header values work;
-//! nothing is refolded; domains compare case-insensitively (DECISIONS §7); an unreadable
+//! nothing is refolded; the signature part has no `MIME-Version` field; domains compare case-insensitively (DECISIONS §7); an unreadable
 //! signature file is logged and tempfails (the reference's error escaped: no decision); a
 //! signature file that is not UTF-8 is converted lossily (logged).
 
@@ -192,7 +192,6 @@ pub fn wrap(data: &[u8], signature: &str, boundary_random: impl FnMut() -> u64) 
     // Part 2: the signature.
     line(&mut out, format!("--{boundary}").as_bytes());
     line(&mut out, b"Content-Type: text/plain; charset=\"utf-8\"");
-    line(&mut out, b"MIME-Version: 1.0");
     line(&mut out, b"Content-Transfer-Encoding: quoted-printable");
     out.extend_from_slice(eol);
     out.extend_from_slice(&qp);
@@ -278,7 +277,7 @@ mod tests {
             "Content-Type: multipart/mixed; boundary=\"{B}\"\nMIME-Version: 1.0\n\
              Received: from x\n  by y\nFrom: a@example.com\nSubject: hi\n\n\
              --{B}\n\ntest\n\n\
-             --{B}\nContent-Type: text/plain; charset=\"utf-8\"\nMIME-Version: 1.0\n\
+             --{B}\nContent-Type: text/plain; charset=\"utf-8\"\n\
              Content-Transfer-Encoding: quoted-printable\n\n--=20\nBob\n\n--{B}--\n"
         );
         assert_eq!(String::from_utf8_lossy(&out), expect);

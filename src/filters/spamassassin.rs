@@ -171,7 +171,7 @@ impl Filter for SpamAssassin {
             .map_err(|e| FilterError::new(format!("cannot stat {}: {e}", path.display())))?
             .len();
         if size > self.spamc.max_msg_size {
-            log::debug!(
+            log::info!(
                 "spamassassin: {} is {size} bytes, more than max_msg_size; not scanned",
                 path.display()
             );
