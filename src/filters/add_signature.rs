@@ -12,9 +12,10 @@
 //! Differences from the reference, on purpose: MIME fields are recognized case-insensitively
 //! and include every `Content-*` field (e.g. `Content-Language`, `Content-ID`), so no
 //! `MIME-Version`/`Content-Type` is duplicated at the top level; raw 8-bit header values work;
-//! nothing is refolded; the signature part has no `MIME-Version` field; domains compare case-insensitively (DECISIONS §7); an unreadable
-//! signature file is logged and tempfails (the reference's error escaped: no decision); a
-//! signature file that is not UTF-8 is converted lossily (logged).
+//! nothing is refolded; the signature part has no `MIME-Version` field; domains compare
+//! case-insensitively (DECISIONS §7); an unreadable signature file is logged and tempfails
+//! (the reference's error escaped: no decision); a signature file that is not UTF-8 is
+//! converted lossily (logged).
 
 use std::fs::File;
 use std::io::Read;
