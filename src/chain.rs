@@ -202,6 +202,12 @@ impl Chain {
                 log::warn!("section [{section}] is not used by any rustfilter module");
             }
         }
+        // [authdaemon] is checked even when no module of the chain reads it (once per error).
+        if let Err(e) = crate::courier::authdaemon::AuthdaemonConfig::from_config(modules)
+            && !errors.iter().any(|x| x.to_string() == e.to_string())
+        {
+            errors.push(e);
+        }
         if errors.is_empty() {
             Ok(Chain {
                 name: name.to_string(),

@@ -93,7 +93,8 @@ impl fmt::Display for AuthError {
 impl std::error::Error for AuthError {}
 
 /// What authdaemond knows of an account: `HOME`, `MAILDIR`, `QUOTA`, `ADDRESS`, `UID`, `GID`,
-/// `NAME`, `OPTIONS`, … (whatever `KEY=value` lines the reply had; the last of a repeated key).
+/// `NAME`, `OPTIONS`, … (whatever `KEY=value` lines the reply had, but `PASSWD`/`PASSWD2`; the
+/// last of a repeated key).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub fields: BTreeMap<String, String>,
@@ -132,6 +133,11 @@ pub fn parse_reply(text: &str) -> Option<UserInfo> {
             return None;
         }
         if let Some((key, value)) = line.split_once('=') {
+            // Password hashes (authpam, userdb) are of no use to a filter: not kept, so they
+            // cannot reach a log line.
+            if key == "PASSWD" || key == "PASSWD2" {
+                continue;
+            }
             info.fields.insert(key.to_string(), value.to_string());
         }
     }
@@ -428,7 +434,7 @@ mod tests {
     fn replies_are_parsed() {
         let info = parse_reply(
             "ADDRESS=e2e@e2e.test\nUID=1000\nGID=1000\nHOME=/home/e2e\nMAILDIR=./Maildir\n\
-             QUOTA=100S\nOPTIONS=a=b\n.\n",
+             QUOTA=100S\nOPTIONS=a=b\nPASSWD=$y$hash\n.\n",
         )
         .unwrap();
         assert_eq!(info.home(), Some("/home/e2e"));
@@ -436,6 +442,7 @@ mod tests {
         assert_eq!(info.quota(), Some("100S"));
         assert_eq!(info.get("OPTIONS"), Some("a=b"));
         assert_eq!(info.uid(), Some("1000"));
+        assert_eq!(info.get("PASSWD"), None);
         assert_eq!(parse_reply("FAIL\n"), None);
         assert!(reply_complete(b"FAIL\n"));
         assert!(reply_complete(b"HOME=/x\n.\n"));
