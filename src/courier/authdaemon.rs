@@ -542,6 +542,25 @@ mod tests {
     }
 
     #[test]
+    fn check_config_reports_a_bad_section_once() {
+        let modules = ModulesConfig::parse(Path::new("m.conf"), "[authdaemon]\nfoo = 1\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = crate::courier::CourierPaths::defaults();
+        paths.sysconfdir = dir.path().join("etc");
+        paths.localstatedir = dir.path().join("spool");
+        let courier = crate::courier::Courier::new(paths);
+        for chain in ["", "localsenders\nquota\n"] {
+            let chain = crate::config::ChainConfig::parse(Path::new("c.conf"), chain).unwrap();
+            let errors = match crate::chain::Chain::build("t", &chain, &modules, &courier) {
+                Ok(_) => panic!("a bad [authdaemon] was accepted"),
+                Err(errors) => errors,
+            };
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].to_string().contains("foo"), "{}", errors[0]);
+        }
+    }
+
+    #[test]
     fn settings() {
         let cfg = ModulesConfig::parse(
             Path::new("m.conf"),
