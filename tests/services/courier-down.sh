@@ -89,7 +89,7 @@ fi
 C=/etc/courier
 [ -f $C/authdaemonrc.dist ] && cp -p $C/authdaemonrc.dist $C/authdaemonrc
 if [ -f $C/userdb.rustfilter-created ]; then
-    rm -rf $C/userdb $C/userdb.dat $C/userdbshadow.dat $C/userdb.rustfilter-created
+    rm -rf $C/userdb $C/userdb.dat $C/userdbshadow.dat $C/userdb.lock $C/userdb.rustfilter-created
 elif [ -f $C/userdb.dist ]; then
     cp -p $C/userdb.dist $C/userdb && /usr/sbin/makeuserdb || status=1
 elif [ -f $C/userdb/rustfilter-test ]; then
@@ -98,10 +98,16 @@ fi
 if [ -f $C/hosteddomains.rustfilter-created ]; then
     rm -rf $C/hosteddomains $C/hosteddomains.dat $C/hosteddomains.rustfilter-created
 elif [ -f $C/hosteddomains/rustfilter-test ]; then
-    rm -f $C/hosteddomains/rustfilter-test && /usr/sbin/makehosteddomains || status=1
+    rm -f $C/hosteddomains/rustfilter-test
+    if [ -f $C/hosteddomains.dat.rustfilter-created ]; then
+        rm -f $C/hosteddomains.dat
+    else
+        /usr/sbin/makehosteddomains || status=1
+    fi
 elif [ -f $C/hosteddomains.dist ]; then
     cp -p $C/hosteddomains.dist $C/hosteddomains && /usr/sbin/makehosteddomains || status=1
 fi
+rm -f $C/hosteddomains.dat.rustfilter-created
 rm -rf "$WORK/hosted"
 
 # A daemon that outlives its stop is an error.

@@ -156,6 +156,8 @@ for u in $HOSTED_USERS; do
 done
 chmod 0600 "$UDB"
 /usr/sbin/makeuserdb || fail "makeuserdb failed"
+# Without a hosteddomains.dat before, courier-down.sh removes the one made here.
+[ -e $C/hosteddomains.dat ] || touch $C/hosteddomains.dat.rustfilter-created
 if [ -d $C/hosteddomains ]; then
     echo "$HOSTED_DOMAIN" > $C/hosteddomains/rustfilter-test
 elif [ -e $C/hosteddomains ]; then
