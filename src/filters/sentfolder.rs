@@ -210,6 +210,51 @@ mod tests {
         assert_eq!(line_ending(b"A: b\n\n"), "\n");
     }
 
+    /// A stand-in sendmail that records argv and stdin, exiting with `status` (the real
+    /// Courier sendmail is exercised by tests/mailbox_modules.rs).
+    fn fake_sendmail(dir: &std::path::Path, status: i32) -> Sendmail {
+        use std::os::unix::fs::PermissionsExt;
+        let prog = dir.join("sendmail");
+        let out = dir.join("out");
+        std::fs::write(
+            &prog,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.argv; cat > {0}.stdin; exit {status}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Sendmail::new(prog)
+    }
+
+    #[test]
+    fn the_copy_and_a_failing_sendmail() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = "X-Deliver-To-Sent-Folder: forged\r\nTo: a@x.test\r\nSubject: s\r\n\r\nbody\r\n";
+        let control = "se2e@local.test\nra@x.test\nR\nN\nrb@x.test\nR\nN\nie2e\n";
+        let fx = Fixture::new(control, data, &[("me", "mail.local.test\n")]);
+        let f = SentFolder {
+            siteid: "secret-2".to_string(),
+            sendmail: fake_sendmail(dir.path(), 0),
+        };
+        assert_eq!(fx.run(&f).expect("runs"), Verdict::Continue);
+        let argv = std::fs::read_to_string(dir.path().join("out.argv")).unwrap();
+        assert_eq!(argv, "--\ne2e@mail.local.test\n");
+        let stdin = std::fs::read_to_string(dir.path().join("out.stdin")).unwrap();
+        assert_eq!(
+            stdin,
+            "X-Deliver-To-Sent-Folder: secret-2\r\nBcc: b@x.test\r\n\
+             To: a@x.test\r\nSubject: s\r\n\r\nbody\r\n"
+        );
+
+        let failing = SentFolder {
+            siteid: "secret-2".to_string(),
+            sendmail: fake_sendmail(dir.path(), 75),
+        };
+        assert!(fx.run(&failing).is_err());
+    }
+
     #[test]
     fn the_published_siteid_is_refused() {
         let fx = Fixture::new("s\n", "\n", &[]);
