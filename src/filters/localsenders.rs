@@ -69,7 +69,7 @@ impl Filter for LocalSenders {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
     use std::path::Path;
@@ -79,7 +79,11 @@ mod tests {
 
     /// A stand-in authdaemond answering every request from `users` (uid → reply); the real
     /// one is exercised by tests/mailbox_modules.rs. Returns the socket path.
-    fn fake_authdaemond(dir: &Path, users: &'static [(&'static str, &'static str)]) -> String {
+    pub(crate) fn fake_authdaemond(dir: &Path, users: &[(&str, &str)]) -> String {
+        let users: Vec<(String, String)> = users
+            .iter()
+            .map(|(u, r)| (u.to_string(), r.to_string()))
+            .collect();
         let path = dir.join("authsock");
         let listener = UnixListener::bind(&path).unwrap();
         std::thread::spawn(move || {
@@ -94,8 +98,8 @@ mod tests {
                 let uid = req.strip_prefix("PRE . smtp ").unwrap_or("");
                 let reply = users
                     .iter()
-                    .find(|(u, _)| *u == uid)
-                    .map_or("FAIL\n", |(_, r)| r);
+                    .find(|(u, _)| u == uid)
+                    .map_or("FAIL\n", |(_, r)| r.as_str());
                 let _ = conn.write_all(reply.as_bytes());
             }
         });

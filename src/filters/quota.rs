@@ -234,6 +234,58 @@ mod tests {
         }
     }
 
+    #[test]
+    fn recipients_over_quota() {
+        use crate::filters::localsenders::tests::fake_authdaemond;
+        use crate::filters::testutil::{Fixture, build};
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("full");
+        std::fs::create_dir_all(home.join("Maildir")).unwrap();
+        std::fs::write(home.join("Maildir/maildirsize"), "100S\n100 1\n").unwrap();
+        let reply = format!("HOME={}\nMAILDIR=./Maildir\n.\n", home.display());
+        let sock = fake_authdaemond(
+            dir.path(),
+            &[
+                ("full", reply.as_str()),
+                ("nomaildir", "HOME=/nonexistent\n.\n"),
+            ],
+        );
+        let modules = format!("[authdaemon]\nsocket_path = '{sock}'\n");
+        let run = |control: &str| {
+            let fx = Fixture::new(control, "\n", &[("locals", "local.test\n")]);
+            let f = build(super::build, "quota", &modules, &fx.courier).expect("builds");
+            fx.run(f.as_ref())
+        };
+        let over = Verdict::reply("421 User \"full\" is over quota");
+        assert_eq!(run("s\nrfull@local.test\nR\nN\n").unwrap(), over);
+        assert_eq!(
+            run("s\nrnomaildir@local.test\nR\nN\nrunknown@local.test\nR\nN\nrfull@remote.test\nR\nN\nrnoat\nR\nN\n")
+                .unwrap(),
+            Verdict::Continue
+        );
+        assert_eq!(
+            run("s\nrnomaildir@local.test\nR\nN\nrfull@LOCAL.test\nR\nN\n").unwrap(),
+            over
+        );
+
+        let fx = Fixture::new(
+            "s\nrfull@local.test\nR\nN\n",
+            "\n",
+            &[("locals", "local.test\n")],
+        );
+        let f = build(
+            super::build,
+            "quota",
+            "[authdaemon]\nsocket_path = '/nonexistent/socket'\n",
+            &fx.courier,
+        )
+        .expect("builds");
+        assert!(
+            fx.run(f.as_ref()).is_err(),
+            "authdaemond down must be an error"
+        );
+    }
+
     fn info(pairs: &[(&str, &str)]) -> UserInfo {
         UserInfo {
             fields: pairs
