@@ -202,6 +202,13 @@ impl Chain {
                 log::warn!("section [{section}] is not used by any rustfilter module");
             }
         }
+        // [authdaemon] is checked even when no module of the chain reads it.
+        if let Err(e) = crate::courier::authdaemon::AuthdaemonConfig::from_config(modules) {
+            errors.push(e);
+        }
+        // A library section's error is reported once, however many modules read it.
+        let mut seen = HashSet::new();
+        errors.retain(|e| seen.insert(e.to_string()));
         if errors.is_empty() {
             Ok(Chain {
                 name: name.to_string(),

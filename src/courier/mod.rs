@@ -2,6 +2,7 @@
 //! sysconfdir (`me`, `defaultdomain`, `locals`, …), the `.dat` lookups (hosteddomains, aliases,
 //! smtpaccess), the queue control files ([`control`]) and the message body ([`message`]).
 
+pub mod authdaemon;
 pub mod config;
 pub mod control;
 pub mod dat;

@@ -13,13 +13,16 @@ pub mod deliveredto;
 pub mod dialback;
 pub mod fixed_reply;
 pub mod greylist;
+pub mod localsenders;
 pub mod log_aliases;
 pub mod noduplicates;
 pub mod noreceivedheaders;
 pub mod nosuccessdsn;
 pub mod privateaddr;
+pub mod quota;
 pub mod ratelimit;
 pub mod ratelimitauth;
+pub mod sentfolder;
 pub mod spamassassin;
 pub mod spfcheck;
 pub mod whitelist_auth;
@@ -41,13 +44,16 @@ const MODULES: &[(&str, Constructor)] = &[
     ("dialback", dialback::build),
     ("fixed_reply", fixed_reply::build),
     ("greylist", greylist::build),
+    ("localsenders", localsenders::build),
     ("log_aliases", log_aliases::build),
     ("noduplicates", noduplicates::build),
     ("noreceivedheaders", noreceivedheaders::build),
     ("nosuccessdsn", nosuccessdsn::build),
     ("privateaddr", privateaddr::build),
+    ("quota", quota::build),
     ("ratelimit", ratelimit::build),
     ("ratelimitauth", ratelimitauth::build),
+    ("sentfolder", sentfolder::build),
     ("spamassassin", spamassassin::build),
     ("spfcheck", spfcheck::build),
     ("whitelist_auth", whitelist_auth::build),

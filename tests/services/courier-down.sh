@@ -85,6 +85,31 @@ if E2E_HOME=$(getent passwd e2e | cut -d: -f6) && [ -d "$E2E_HOME/Maildir" ]; th
     find "$E2E_HOME/Maildir/new" "$E2E_HOME/Maildir/cur" "$E2E_HOME/Maildir/tmp" -type f -delete 2>/dev/null
 fi
 
+# Undo the hosted domain and userdb accounts of courier-up.sh.
+C=/etc/courier
+[ -f $C/authdaemonrc.dist ] && cp -p $C/authdaemonrc.dist $C/authdaemonrc
+if [ -f $C/userdb.rustfilter-created ]; then
+    rm -rf $C/userdb $C/userdb.dat $C/userdbshadow.dat $C/userdb.lock $C/userdb.rustfilter-created
+elif [ -f $C/userdb.dist ]; then
+    cp -p $C/userdb.dist $C/userdb && /usr/sbin/makeuserdb || status=1
+elif [ -f $C/userdb/rustfilter-test ]; then
+    rm -f $C/userdb/rustfilter-test && /usr/sbin/makeuserdb || status=1
+fi
+if [ -f $C/hosteddomains.rustfilter-created ]; then
+    rm -rf $C/hosteddomains $C/hosteddomains.dat $C/hosteddomains.rustfilter-created
+elif [ -f $C/hosteddomains/rustfilter-test ]; then
+    rm -f $C/hosteddomains/rustfilter-test
+    if [ -f $C/hosteddomains.dat.rustfilter-created ]; then
+        rm -f $C/hosteddomains.dat
+    else
+        /usr/sbin/makehosteddomains || status=1
+    fi
+elif [ -f $C/hosteddomains.dist ]; then
+    cp -p $C/hosteddomains.dist $C/hosteddomains && /usr/sbin/makehosteddomains || status=1
+fi
+rm -f $C/hosteddomains.dat.rustfilter-created
+rm -rf "$WORK/hosted"
+
 # A daemon that outlives its stop is an error.
 for pidfile in /run/courier/esmtpd.pid /run/courier/courierfilter.pid /run/courier/authdaemon/pid; do
     [ -s "$pidfile" ] || continue

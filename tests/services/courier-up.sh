@@ -121,6 +121,55 @@ if [ ! -d "$E2E_HOME/Maildir/new" ]; then
     su -s /bin/sh e2e -c 'maildirmake "$HOME/Maildir"' || fail "maildirmake for e2e failed"
 fi
 
+# ---- hosted domain and userdb accounts (tests/mailbox_modules.rs) ----------------------
+# authdaemond asks userdb first, then PAM (user e2e). HOSTED_USERS live in hosted.test, with
+# home and Maildir under $WORK/hosted/<name>, owned by e2e's uid/gid and readable by courier
+# (the quota module reads their maildirsize). bob's MAILDIR is relative to his home.
+HOSTED_DOMAIN=hosted.test
+HOSTED_USERS="alice bob carol dave"
+[ -f $C/authdaemonrc.dist ] || cp -p $C/authdaemonrc $C/authdaemonrc.dist   # pristine copy
+cp -p $C/authdaemonrc.dist $C/authdaemonrc
+sed -i 's/^authmodulelist=.*/authmodulelist="authuserdb authpam"/' $C/authdaemonrc
+E2E_UID=$(id -u e2e); E2E_GID=$(id -g e2e)
+rm -rf "$WORK/hosted"
+install -d -m 0755 "$WORK/hosted"
+if [ -d $C/userdb ]; then
+    UDB=$C/userdb/rustfilter-test
+elif [ -e $C/userdb ]; then
+    [ -f $C/userdb.dist ] || cp -p $C/userdb $C/userdb.dist
+    cp -p $C/userdb.dist $C/userdb
+    UDB=$C/userdb
+else
+    install -d -m 0700 $C/userdb
+    touch $C/userdb.rustfilter-created    # courier-down.sh removes userdb entirely
+    UDB=$C/userdb/rustfilter-test
+fi
+[ "$UDB" = $C/userdb ] || : > "$UDB"
+for u in $HOSTED_USERS; do
+    home=$WORK/hosted/$u
+    install -d -o "$E2E_UID" -g "$E2E_GID" -m 0755 "$home"
+    su -s /bin/sh e2e -c "maildirmake '$home/Maildir'" || fail "maildirmake for $u failed"
+    chmod 0755 "$home/Maildir"
+    if [ "$u" = bob ]; then mail=./Maildir; else mail=$home/Maildir; fi
+    printf '%s@%s\tuid=%s|gid=%s|home=%s|mail=%s\n' "$u" "$HOSTED_DOMAIN" \
+        "$E2E_UID" "$E2E_GID" "$home" "$mail" >> "$UDB"
+done
+chmod 0600 "$UDB"
+/usr/sbin/makeuserdb || fail "makeuserdb failed"
+# Without a hosteddomains.dat before, courier-down.sh removes the one made here.
+[ -e $C/hosteddomains.dat ] || touch $C/hosteddomains.dat.rustfilter-created
+if [ -d $C/hosteddomains ]; then
+    echo "$HOSTED_DOMAIN" > $C/hosteddomains/rustfilter-test
+elif [ -e $C/hosteddomains ]; then
+    [ -f $C/hosteddomains.dist ] || cp -p $C/hosteddomains $C/hosteddomains.dist
+    { cat $C/hosteddomains.dist; echo "$HOSTED_DOMAIN"; } > $C/hosteddomains
+else
+    install -d -m 0755 $C/hosteddomains
+    touch $C/hosteddomains.rustfilter-created   # courier-down.sh removes it entirely
+    echo "$HOSTED_DOMAIN" > $C/hosteddomains/rustfilter-test
+fi
+/usr/sbin/makehosteddomains || fail "makehosteddomains failed"
+
 # ---- syslog: Courier logs only via /dev/log ------------------------------------------
 # Without a syslog daemon every line would be lost, so start a small sink (perl-base
 # is Essential on Debian). With a syslog already there, say where its lines go.
