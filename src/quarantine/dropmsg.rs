@@ -48,10 +48,13 @@ impl Criteria {
                 .find_map(|v| v.strip_prefix("TCPREMOTEIP="))
         {
             let ip: Option<IpAddr> = parse_client_ip(raw);
-            let hit = self.ips.iter().any(|given| match (parse_client_ip(given), ip) {
-                (Some(g), Some(ip)) => g == ip,
-                _ => given.trim() == raw.trim(),
-            });
+            let hit = self
+                .ips
+                .iter()
+                .any(|given| match (parse_client_ip(given), ip) {
+                    (Some(g), Some(ip)) => g == ip,
+                    _ => given.trim() == raw.trim(),
+                });
             if hit {
                 return Some(format!("from {}", raw.trim()));
             }
@@ -284,8 +287,18 @@ mod tests {
     fn drops_each_match_once_and_keeps_the_rest() {
         let tmp = tempfile::tempdir().unwrap();
         let l = tmp.path();
-        queue(l, "0", 1, "sspam@x.example\nra@y\nR\nN\nOTCPREMOTEIP=::ffff:192.0.2.9\n");
-        queue(l, "0", 2, "sok@x.example\nra@y\nR\nN\nOTCPREMOTEIP=192.0.2.1\nibob\n");
+        queue(
+            l,
+            "0",
+            1,
+            "sspam@x.example\nra@y\nR\nN\nOTCPREMOTEIP=::ffff:192.0.2.9\n",
+        );
+        queue(
+            l,
+            "0",
+            2,
+            "sok@x.example\nra@y\nR\nN\nOTCPREMOTEIP=192.0.2.1\nibob\n",
+        );
         queue(l, "1", 3, "s\nrSPAM@x.example\nR\nN\n");
         queue(l, "1", 4, "s\n");
         fs::write(l.join("msgs/1/C3.1"), "rb@y\nR\nN\n").unwrap();
@@ -303,7 +316,10 @@ mod tests {
         assert_eq!(dropped, ["C1", "C3", "C4"]);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let q = l.join("quarantine");
-        assert_eq!(fs::metadata(&q).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         for f in ["C1", "D1", "C3", "C3.1", "D3", "C4", "D4"] {
             assert!(q.join(f).exists(), "{f}");
         }

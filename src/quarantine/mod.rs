@@ -338,7 +338,10 @@ impl Quarantine {
         if self.config.notify_recipient {
             for r in recipients {
                 if !valid_address(&r.addr, false) {
-                    log::warn!("quarantine {id}: no notice to <{}>: not a usable address", r.addr);
+                    log::warn!(
+                        "quarantine {id}: no notice to <{}>: not a usable address",
+                        r.addr
+                    );
                 } else if !targets.iter().any(|t| same_address(t, &r.addr)) {
                     targets.push(&r.addr);
                 }
@@ -352,7 +355,12 @@ impl Quarantine {
         self.send_each(courier, &targets, &body)
     }
 
-    fn send_each(&self, courier: &Courier, targets: &[&str], body: &str) -> Result<(), QuarantineError> {
+    fn send_each(
+        &self,
+        courier: &Courier,
+        targets: &[&str],
+        body: &str,
+    ) -> Result<(), QuarantineError> {
         let sendmail = self.sendmail(courier);
         let me = courier.me();
         for to in targets {
@@ -401,7 +409,9 @@ impl Quarantine {
         }
         let id = requested_id.trim().to_ascii_lowercase();
         let refused = |reason: String| -> Result<ReleaseOutcome, QuarantineError> {
-            log::info!("quarantine release of {requested_id:?} for <{requester}> refused: {reason}");
+            log::info!(
+                "quarantine release of {requested_id:?} for <{requester}> refused: {reason}"
+            );
             self.send_failure_notice(courier, requested_id, requester)?;
             Ok(ReleaseOutcome::Refused(reason))
         };

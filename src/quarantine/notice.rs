@@ -115,6 +115,26 @@ pub fn expiration_date(secs: i64) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS` in local time, for listings.
+pub fn timestamp(secs: i64) -> String {
+    // SAFETY: as in expiration_date.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let t: libc::time_t = secs;
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::localtime_r(&t, &mut tm).is_null() } {
+        return format!("@{secs}");
+    }
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

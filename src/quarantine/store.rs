@@ -40,11 +40,7 @@ pub fn new_id() -> io::Result<String> {
     while filled < bytes.len() {
         // SAFETY: the pointer and length describe the unfilled part of `bytes`.
         let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr().cast(),
-                bytes.len() - filled,
-                0,
-            )
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -449,8 +445,8 @@ impl Index {
 /// before `cutoff` (the leftovers of a crash). Returns how many were removed.
 pub fn remove_orphans(dir: &Path, index: &Index, cutoff: i64) -> io::Result<usize> {
     let mut removed = 0;
-    let entries =
-        fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -523,7 +519,10 @@ mod tests {
         let dst = dir.join("Dx");
         copy_exclusive(&src, &dst).unwrap();
         assert_eq!(fs::read(&dst).unwrap(), b"hello");
-        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&dst).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // never over an existing file, never through a link
         assert_eq!(
             copy_exclusive(&src, &dst).unwrap_err().kind(),
@@ -535,7 +534,10 @@ mod tests {
         assert!(!tmp.path().join("target").exists());
         // the index too
         drop(Index::open(&dir).unwrap());
-        let index_mode = fs::metadata(dir.join(INDEX_FILE)).unwrap().permissions().mode();
+        let index_mode = fs::metadata(dir.join(INDEX_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(index_mode & 0o777, 0o600);
         // a file in the way of the directory
         assert!(ensure_dir(&src).is_err());
@@ -570,7 +572,12 @@ mod tests {
         let claim = index.claim_release(&a, 150, |r| r.addr == "z@y").unwrap();
         assert_eq!(claim.map(|c| c.0), Some(1));
         // the same recipient twice: refused; the other still can
-        assert!(index.claim_release(&a, 151, |r| r.addr == "z@y").unwrap().is_none());
+        assert!(
+            index
+                .claim_release(&a, 151, |r| r.addr == "z@y")
+                .unwrap()
+                .is_none()
+        );
         assert!(!index.get(&a).unwrap().unwrap().released());
         let (n, _) = index
             .claim_release(&a, 152, |r| r.addr == "x@y")
@@ -578,8 +585,18 @@ mod tests {
             .unwrap();
         assert!(index.get(&a).unwrap().unwrap().released());
         index.unclaim_release(&a, n).unwrap();
-        assert!(index.claim_release(&a, 153, |r| r.addr == "x@y").unwrap().is_some());
-        assert!(index.claim_release(&"c".repeat(32), 1, |_| true).unwrap().is_none());
+        assert!(
+            index
+                .claim_release(&a, 153, |r| r.addr == "x@y")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            index
+                .claim_release(&"c".repeat(32), 1, |_| true)
+                .unwrap()
+                .is_none()
+        );
 
         // a second connection sees the same (another process)
         let other = Index::open(tmp.path()).unwrap();

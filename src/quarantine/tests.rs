@@ -17,7 +17,8 @@ struct Setup {
 
 const CONTROL: &[u8] = b"ssender@example.org\nfdns; client\ne\nt\nMmsgid\n\
 ra@e2e.test\nR\nN\nrb@e2e.test\nRrfc822;alias@e2e.test\nN\nOTCPREMOTEIP=127.0.0.1\n";
-const DATA: &[u8] = b"Received: by x\nFrom: Bad Guy <bad@example.org>\nSubject: hello\n there\n\nbody\n";
+const DATA: &[u8] =
+    b"Received: by x\nFrom: Bad Guy <bad@example.org>\nSubject: hello\n there\n\nbody\n";
 
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
@@ -122,7 +123,9 @@ fn section_config(text: &str) -> Result<QuarantineConfig, ConfigError> {
 fn config_defaults_and_keys() {
     assert_eq!(section_config("").unwrap(), QuarantineConfig::default());
     assert_eq!(
-        section_config("[quarantine]\nsiteid = 'x-1'\n").unwrap().dir,
+        section_config("[quarantine]\nsiteid = 'x-1'\n")
+            .unwrap()
+            .dir,
         PathBuf::from(DEFAULT_DIR),
         "a section with only siteid keeps the other defaults (the reference loses them)"
     );
@@ -187,10 +190,17 @@ fn quarantine_stores_notifies_then_marks_delivered() {
 
     // the store: 0700 directory, 0600 copies of the files as they were, the index row
     let dir = s.tmp.path().join("q");
-    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert_eq!(
         dir_names(&dir),
-        [format!("C{id}"), format!("D{id}"), "index.sqlite".to_string()]
+        [
+            format!("C{id}"),
+            format!("D{id}"),
+            "index.sqlite".to_string()
+        ]
     );
     for name in [format!("C{id}"), format!("D{id}"), "index.sqlite".into()] {
         let mode = fs::metadata(dir.join(&name)).unwrap().permissions().mode();
@@ -336,7 +346,8 @@ fn release_once_per_recipient_and_failure_notices() {
     }
     // the other recipient still can, with the id in upper case as a mail client may write it
     assert_eq!(
-        q.release(&s.courier, &id.to_uppercase(), "a@E2E.TEST").unwrap(),
+        q.release(&s.courier, &id.to_uppercase(), "a@E2E.TEST")
+            .unwrap(),
         ReleaseOutcome::Released
     );
     assert!(q.list().unwrap()[0].released());
