@@ -6,6 +6,7 @@ use crate::courier::Courier;
 use crate::filter::Filter;
 
 pub mod auto_whitelist;
+pub mod clamav;
 pub mod comeagain;
 pub mod debug;
 pub mod deliveredto;
@@ -32,6 +33,7 @@ pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, Con
 
 const MODULES: &[(&str, Constructor)] = &[
     ("auto_whitelist", auto_whitelist::build),
+    ("clamav", clamav::build),
     ("comeagain", comeagain::build),
     ("debug", debug::build),
     ("deliveredto", deliveredto::build),

@@ -6,7 +6,9 @@
 #   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), groff-base
 #   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
 #   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
-#   dig for its readiness check), and a C toolchain (cc) for linking when none is on PATH.
+#   dig for its readiness check), clamav-daemon (clamd of tests/services/clamd.sh; it runs on a
+#   private signature file, so neither freshclam nor the system clamd is started or needed), and a
+#   C toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -23,13 +25,14 @@ command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v nsd >/dev/null 2>&1 || missing+=(nsd)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
     # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
-    # on port 25 (or nsd on port 53) with its default configuration. Only ours is removed afterwards.
+    # on port 25 (or nsd on port 53, the system clamd and freshclam) with its default configuration. Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     created_policy=
     if [ ! -e "$policy" ]; then
@@ -53,6 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
     command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
+    command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
