@@ -410,3 +410,41 @@ fn purge_by_age() {
     assert!(q.list().unwrap().is_empty());
     assert!(!s.tmp.path().join("none").exists());
 }
+
+#[test]
+fn the_copy_is_stored_before_notices_and_recipients_are_marked_last() {
+    // A sendmail that records, at the time of each notice, the spool control file and the
+    // quarantine directory: the item must be complete and indexed, the spool not yet marked.
+    let s = setup();
+    let seen = s.tmp.path().join("seen");
+    fs::create_dir(&seen).unwrap();
+    let prog = s.tmp.path().join("sendmail-observer");
+    fs::write(
+        &prog,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nn=$(ls {seen} | grep -c control)\ncp {control} {seen}/control.$n\n\
+             ls {q} > {seen}/dir.$n\n",
+            seen = seen.display(),
+            control = s.control.display(),
+            q = s.tmp.path().join("q").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let q = Quarantine::new(s.config()).with_sendmail(Sendmail::new(prog));
+    let id = s.hold(&q).unwrap();
+    for n in 0..2 {
+        assert_eq!(
+            fs::read(seen.join(format!("control.{n}"))).unwrap(),
+            CONTROL,
+            "recipients were marked before notice {n}"
+        );
+        let dir = fs::read_to_string(seen.join(format!("dir.{n}"))).unwrap();
+        assert_eq!(dir, format!("C{id}\nD{id}\nindex.sqlite\n"));
+    }
+    // and the index row was committed by then: a second connection sees it
+    assert_eq!(q.list().unwrap()[0].id, id);
+    // afterwards every recipient is marked, with one S record each
+    let after = String::from_utf8(fs::read(&s.control).unwrap()).unwrap();
+    assert_eq!(after.lines().filter(|l| l.starts_with('S')).count(), 2);
+}
