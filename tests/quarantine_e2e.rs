@@ -27,6 +27,8 @@ const VIRUS_PATTERN: &str = "RUSTFILTER-TEST-MALWARE-PATTERN-42";
 const SITEID: &str = "e2e";
 const BASE: &str = "/tmp/rustfilter-quarantine-e2e";
 const ALIAS: &str = "/etc/courier/aliasdir/.courier-quarantine-e2e-default";
+/// Where `rustfilter dropmsg` moves messages: Courier's localstatedir/quarantine.
+const DROPMSG_TARGET: &str = "/var/lib/courier/quarantine";
 
 fn require_clamd() {
     let ping = || -> std::io::Result<Vec<u8>> {
@@ -53,6 +55,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = fs::remove_file(ALIAS);
         let _ = fs::remove_dir_all(BASE);
+        let _ = fs::remove_dir_all(DROPMSG_TARGET);
     }
 }
 
@@ -264,6 +267,75 @@ fn quarantine_round_trip_under_real_courier() {
     );
     let out = cli(&modules, &["quarantine", "list"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+
+    // ---- dropmsg on Courier's real queue ------------------------------------------------
+    // Mail to a remote domain stays queued (esmtproutes points at a closed port).
+    let _ = fs::remove_dir_all(DROPMSG_TARGET);
+    let stuck_sender = format!("{}@example.org", unique("stuck"));
+    let reply = send_to(
+        &stuck_sender,
+        "someone@remote.example",
+        "Subject: stuck\n\nstuck\n",
+    );
+    assert_eq!(reply.code, 250, "{}", reply.wire());
+    let queued = |dir: &str| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut stack = vec![PathBuf::from(dir)];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    names.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        names.sort();
+        names
+    };
+    let started = Instant::now();
+    while queued("/var/lib/courier/msgs").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing queued"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let in_queue = queued("/var/lib/courier/msgs");
+    let out = Command::new(filter_bin())
+        .args([
+            "dropmsg",
+            "-s",
+            &stuck_sender.to_uppercase(),
+            "-a",
+            "nobody",
+        ])
+        .output()
+        .expect("run rustfilter dropmsg");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("1 messages moved to /var/lib/courier/quarantine"),
+        "{stdout}\nqueue was {in_queue:?}"
+    );
+    let moved = queued(DROPMSG_TARGET);
+    assert_eq!(moved.len(), 2, "{moved:?} (queue was {in_queue:?})");
+    assert!(
+        moved[0].starts_with('C') && moved[1].starts_with('D'),
+        "{moved:?}"
+    );
+    assert!(
+        fs::read_to_string(PathBuf::from(DROPMSG_TARGET).join(&moved[0]))
+            .expect("moved control file")
+            .contains(&format!("s{stuck_sender}")),
+    );
+    assert!(
+        queued("/var/lib/courier/msgs").is_empty(),
+        "{:?}",
+        queued("/var/lib/courier/msgs")
+    );
+    let mode = fs::metadata(DROPMSG_TARGET).expect("target").mode() & 0o777;
+    assert_eq!(mode, 0o700);
 
     guard.down().expect("courier-down.sh");
 }
