@@ -3,7 +3,8 @@
 //! accepted (the filter answers `050 OK`) but delivered to nobody, the recipient gets the
 //! notice, a mail to the release address (a .courier alias in Courier's aliasdir that runs
 //! `rustfilter quarantine release`) delivers the original to the recipient, a second release
-//! gets the failure notice, `rustfilter quarantine purge` removes the item.
+//! gets the failure notice, `rustfilter quarantine purge` removes the item; last,
+//! `rustfilter dropmsg` moves a deferred message out of Courier's real queue.
 //!
 //! Needs root, Debian's courier-mta (courier-up.sh installs it) and the test clamd running
 //! (`tests/services/clamd.sh start`, or `make test`). One test function: Courier is one per
