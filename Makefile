@@ -51,7 +51,7 @@ MAILUSER     ?= $(or $(call courier_var,mailuser),$(shell getent passwd courier 
 MAILGROUP    ?= $(or $(call courier_var,mailgroup),$(shell getent group courier >/dev/null 2>&1 && echo courier),daemon)
 # The services the tests use, each started by tests/services/<name>.sh start and stopped
 # by … stop (the real Courier is brought up by the tests that need it).
-TEST_SERVICES := postgres nsd spamd
+TEST_SERVICES := postgres nsd clamd spamd
 # Test threads inside each test binary; the Courier test serializes itself.
 TEST_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 

@@ -1,5 +1,6 @@
 //! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
-//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`, `rustfilter spf`. Exit statuses follow
+//! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`, `rustfilter spf`,
+//! `rustfilter quarantine release|purge|list`, `rustfilter dropmsg`. Exit statuses follow
 //! sysexits (DECISIONS §9).
 
 use std::ffi::OsString;
@@ -16,12 +17,16 @@ use rustfilter::courier::message::Message;
 use rustfilter::courier::{Courier, CourierPaths, PathOverrides};
 use rustfilter::daemon::{self, Limits, ServeOptions};
 use rustfilter::logging;
+use rustfilter::quarantine::dropmsg::Criteria;
+use rustfilter::quarantine::{Quarantine, QuarantineConfig, ReleaseOutcome};
 use rustfilter::server::{ChainHandler, DeferringHandler};
 use rustfilter::store::{Store, StoreConfig, StoreError};
 
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_OSERR: u8 = 71;
+const EX_IOERR: u8 = 74;
 const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
 
@@ -39,6 +44,13 @@ Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
                                                    the SPF result (RFC 7208) for a client and
                                                    MAIL FROM (empty: the HELO name's), as the
                                                    spfcheck and whitelist_spf modules see it
+       rustfilter quarantine release [ID ADDRESS]  release a held message to ADDRESS (default:
+                                                   $DEFAULT and $SENDER, as a .courier alias
+                                                   delivery sets them)
+       rustfilter quarantine purge [OPTIONS]       remove held messages older than [quarantine] days
+       rustfilter quarantine list [OPTIONS]        list the held messages
+       rustfilter dropmsg [-a USER] [-i IP] [-s ADDRESS]
+                                                   move matching messages out of Courier's queue
        rustfilter --version | --help
 
 Options:
@@ -74,8 +86,18 @@ enum Command {
         sender: String,
         helo: Option<String>,
     },
+    Quarantine(QuarantineCommand),
+    Dropmsg(Criteria),
     Version,
     Help,
+}
+
+#[derive(Debug, PartialEq)]
+enum QuarantineCommand {
+    /// `Some((id, address))` from the command line; `None`: $DEFAULT and $SENDER.
+    Release(Option<(String, String)>),
+    Purge,
+    List,
 }
 
 #[derive(Debug, PartialEq)]
@@ -101,7 +123,7 @@ fn parse_args(
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<(Command, Options), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_args(args);
+    let mut parser = lexopt::Parser::from_args(reference_spelling(args.into_iter().collect()));
     let mut opts = Options::default();
     let mut subcommand: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
@@ -109,6 +131,8 @@ fn parse_args(
     let mut spf_ip: Option<std::net::IpAddr> = None;
     let mut spf_sender: Option<String> = None;
     let mut spf_helo: Option<String> = None;
+    // dropmsg's -a, -i, -s.
+    let mut drop = Criteria::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => opts.config = Some(parser.value()?.into()),
@@ -128,12 +152,16 @@ fn parse_args(
             Long("ip") => spf_ip = Some(parser.value()?.parse()?),
             Long("sender") => spf_sender = Some(parser.value()?.string()?),
             Long("helo") => spf_helo = Some(parser.value()?.string()?),
+            Short('a') => drop.auth.push(parser.value()?.string()?),
+            Short('i') => drop.ips.push(parser.value()?.string()?),
+            Short('s') => drop.senders.push(parser.value()?.string()?),
             Long("version") | Short('V') => return Ok((Command::Version, opts)),
             Long("help") | Short('h') => return Ok((Command::Help, opts)),
             Value(v) if subcommand.is_none() && positional.is_empty() => {
                 let word = v.string()?;
                 match word.as_str() {
-                    "check" | "check-config" | "ttldb" | "dns" | "spf" => subcommand = Some(word),
+                    "check" | "check-config" | "ttldb" | "dns" | "spf" | "quarantine"
+                    | "dropmsg" => subcommand = Some(word),
                     _ => return Err(format!("unknown command '{word}'").into()),
                 }
             }
@@ -148,6 +176,9 @@ fn parse_args(
         && subcommand.as_deref() != Some("spf")
     {
         return Err("--ip, --sender and --helo are only for the spf command".into());
+    }
+    if !drop.is_empty() && subcommand.as_deref() != Some("dropmsg") {
+        return Err("-a, -i and -s are only for the dropmsg command".into());
     }
     let command = match subcommand.as_deref() {
         None => Command::Serve,
@@ -183,6 +214,14 @@ fn parse_args(
                 helo: spf_helo,
             }
         }
+        Some("quarantine") => Command::Quarantine(parse_quarantine(positional)?),
+        Some("dropmsg") if !positional.is_empty() => {
+            return Err("dropmsg takes no arguments besides -a, -i and -s".into());
+        }
+        Some("dropmsg") if drop.is_empty() => {
+            return Err("dropmsg needs at least one of -a, -i, -s".into());
+        }
+        Some("dropmsg") => Command::Dropmsg(drop),
         Some(_) => return Err("unexpected arguments".into()),
     };
     Ok((command, opts))
@@ -208,6 +247,42 @@ fn parse_ttldb(words: Vec<PathBuf>) -> Result<TtldbCommand, lexopt::Error> {
         (Some("purge"), None) => Ok(TtldbCommand::Purge),
         _ => Err("ttldb needs 'import DIR', 'dump NAME' or 'purge'".into()),
     }
+}
+
+/// `quarantine release [ID ADDRESS]`, `quarantine purge`, `quarantine list`.
+fn parse_quarantine(words: Vec<PathBuf>) -> Result<QuarantineCommand, lexopt::Error> {
+    let words: Vec<String> = words
+        .into_iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["release"] => Ok(QuarantineCommand::Release(None)),
+        ["release", id, address] => Ok(QuarantineCommand::Release(Some((
+            id.to_string(),
+            address.to_string(),
+        )))),
+        ["purge"] => Ok(QuarantineCommand::Purge),
+        ["list"] => Ok(QuarantineCommand::List),
+        _ => Err("quarantine needs 'release [ID ADDRESS]', 'purge' or 'list'".into()),
+    }
+}
+
+/// The reference's spelling, `-release` / `-purge` (pythonfilter-quarantine), after
+/// `quarantine`: lexopt would take them for bundles of short options.
+fn reference_spelling(args: Vec<OsString>) -> Vec<OsString> {
+    let mut after_quarantine = false;
+    args.into_iter()
+        .map(|a| {
+            let out = match a.to_str() {
+                Some("-release") if after_quarantine => OsString::from("release"),
+                Some("-purge") if after_quarantine => OsString::from("purge"),
+                _ => a,
+            };
+            after_quarantine = out == "quarantine";
+            out
+        })
+        .collect()
 }
 
 /// The filter's name: `--name`, else the file name courierfilter ran us as.
@@ -663,6 +738,225 @@ fn temp_dir() -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("cannot create a temporary directory"))
 }
 
+/// The modules file's `[quarantine]` section (the chain file is not needed).
+fn quarantine_config(opts: &Options) -> Result<QuarantineConfig, ConfigError> {
+    let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+    let dirs = ConfigPaths::standard(courier.sysconfdir());
+    let path = match &opts.modules_config {
+        Some(p) => Some(p.clone()),
+        None => find_modules_file(&dirs).map(|(p, _)| p),
+    };
+    let modules = match path {
+        Some(p) => ModulesConfig::load(&p)?,
+        None => ModulesConfig::empty(),
+    };
+    QuarantineConfig::from_config(&modules)
+}
+
+/// Run as root (cron, an administrator): become the owner of the quarantine directory, so
+/// the index and its journal stay writable for the filter, which runs as Courier's user.
+fn become_owner_of(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; each result is checked.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(meta.gid()) != 0
+            || libc::setuid(meta.uid()) != 0
+    };
+    if failed {
+        return Err(format!(
+            "cannot switch to uid {} gid {} (the owner of {}): {}",
+            meta.uid(),
+            meta.gid(),
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// `quarantine release|purge|list`. Release statuses are for Courier's .courier delivery:
+/// 0 done (also when the failure notice went out), 75 try again later, 78 set-up error.
+fn quarantine(opts: &Options, command: &QuarantineCommand) -> ExitCode {
+    let config = match quarantine_config(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Err(e) = become_owner_of(&config.dir) {
+        eprintln!("rustfilter quarantine: {e}");
+        return ExitCode::from(EX_OSERR);
+    }
+    let q = Quarantine::new(config);
+    match command {
+        QuarantineCommand::Release(given) => {
+            let (id, requester) = match given {
+                Some(pair) => pair.clone(),
+                None => {
+                    let mut vars = Vec::new();
+                    for var in ["DEFAULT", "SENDER"] {
+                        match std::env::var(var) {
+                            Ok(v) => vars.push(v),
+                            Err(_) => {
+                                eprintln!("Could not find the {var} environment variable.");
+                                eprintln!("See rustfilter-quarantine(8) for the proper setup.");
+                                return ExitCode::from(EX_CONFIG);
+                            }
+                        }
+                    }
+                    drain_stdin();
+                    let requester = vars.pop().unwrap_or_default();
+                    (vars.pop().unwrap_or_default(), requester)
+                }
+            };
+            let courier = Courier::new(CourierPaths::discover(&opts.overrides));
+            match q.release(&courier, &id, &requester) {
+                Ok(ReleaseOutcome::Released) => {
+                    println!("released {id} to <{requester}>");
+                    ExitCode::SUCCESS
+                }
+                Ok(ReleaseOutcome::Refused(why)) => {
+                    println!("not released ({why}); the failure notice was sent to <{requester}>");
+                    ExitCode::SUCCESS
+                }
+                Ok(ReleaseOutcome::Ignored) => {
+                    println!("a request from the null sender is ignored");
+                    ExitCode::SUCCESS
+                }
+                Err(e) if !rustfilter::courier::sendmail::valid_address(&requester, true) => {
+                    eprintln!("rustfilter quarantine release: {e}");
+                    ExitCode::from(EX_DATAERR)
+                }
+                Err(e) => {
+                    eprintln!("rustfilter quarantine release: {e}");
+                    ExitCode::from(EX_TEMPFAIL)
+                }
+            }
+        }
+        QuarantineCommand::Purge => match q.purge() {
+            Ok(n) => {
+                println!("{n} quarantined messages purged");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rustfilter quarantine purge: {e}");
+                ExitCode::from(EX_TEMPFAIL)
+            }
+        },
+        QuarantineCommand::List => match q.list() {
+            Ok(items) => {
+                use rustfilter::quarantine::notice::timestamp;
+                let mut out = String::new();
+                for item in items {
+                    out.push_str(&format!(
+                        "{} {} from <{}>: {}\n",
+                        item.id,
+                        timestamp(item.time),
+                        item.sender,
+                        item.explanation.replace('\n', " ")
+                    ));
+                    for (r, released) in &item.recipients {
+                        if *released == 0 {
+                            out.push_str(&format!("    to <{}> held\n", r.addr));
+                        } else {
+                            out.push_str(&format!(
+                                "    to <{}> released {}\n",
+                                r.addr,
+                                timestamp(*released)
+                            ));
+                        }
+                    }
+                }
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rustfilter quarantine list: {e}");
+                ExitCode::from(EX_TEMPFAIL)
+            }
+        },
+    }
+}
+
+/// Courier writes the message (here: the forwarded notice) to a delivery program's stdin; read
+/// and discard it, bounded, so Courier never sees a broken pipe. Not from a terminal.
+fn drain_stdin() {
+    use std::io::Read;
+    // SAFETY: isatty only queries the descriptor.
+    if unsafe { libc::isatty(0) } == 1 {
+        return;
+    }
+    let _ = std::io::copy(
+        &mut std::io::stdin().lock().take(64 * 1024 * 1024),
+        &mut std::io::sink(),
+    );
+}
+
+/// dropmsg's usage text, with Courier's localstatedir (from `--localstatedir` if given).
+fn dropmsg_usage(args: &[OsString]) -> String {
+    let mut overrides = PathOverrides::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--localstatedir" {
+            overrides.localstatedir = it.next().map(PathBuf::from);
+        } else if let Some(v) = a.strip_prefix("--localstatedir=") {
+            overrides.localstatedir = Some(PathBuf::from(v));
+        }
+    }
+    let paths = CourierPaths::discover(&overrides);
+    rustfilter::quarantine::dropmsg::usage(&paths.localstatedir)
+}
+
+/// `dropmsg -a/-i/-s …`: 0 when the walk went through, 74 when something could not be
+/// moved or read, 66 without a queue.
+fn dropmsg(opts: &Options, criteria: &Criteria) -> ExitCode {
+    let paths = CourierPaths::discover(&opts.overrides);
+    match rustfilter::quarantine::dropmsg::drop_messages(&paths.localstatedir, criteria) {
+        Ok(report) => {
+            for (control, why) in &report.dropped {
+                println!("dropped {} ({why})", control.display());
+            }
+            for control in &report.vanished {
+                println!("skipped {}: it left the queue meanwhile", control.display());
+            }
+            for e in &report.errors {
+                eprintln!("rustfilter dropmsg: {e}");
+            }
+            println!(
+                "{} messages moved to {}",
+                report.dropped.len(),
+                paths.localstatedir.join("quarantine").display()
+            );
+            if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EX_IOERR)
+            }
+        }
+        Err(e) => {
+            eprintln!("rustfilter dropmsg: {e}");
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ExitCode::from(EX_NOINPUT)
+            } else {
+                ExitCode::from(EX_IOERR)
+            }
+        }
+    }
+}
+
 fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitCode {
     let loaded = load(opts, name);
     let mut chain = match loaded.chain {
@@ -741,8 +1035,15 @@ fn check(opts: &Options, name: &str, data: &Path, controls: &[PathBuf]) -> ExitC
 }
 
 fn main() -> ExitCode {
-    let (command, opts) = match parse_args(std::env::args_os().skip(1)) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let (command, opts) = match parse_args(args.clone()) {
         Ok(parsed) => parsed,
+        Err(e) if args.iter().any(|a| a == "dropmsg") => {
+            // The reference's dropmsg: the error and the usage on stdout, status 2.
+            println!("{e}");
+            print!("{}", dropmsg_usage(&args));
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("rustfilter: {e}\n\n{USAGE}");
             return ExitCode::from(EX_USAGE);
@@ -774,6 +1075,8 @@ fn main() -> ExitCode {
         Command::Ttldb(t) => ttldb(&opts, &name, &t),
         Command::Dns { qtype, name } => dns(&opts, &qtype, &name),
         Command::Spf { ip, sender, helo } => spf(&opts, ip, &sender, helo.as_deref()),
+        Command::Quarantine(q) => quarantine(&opts, &q),
+        Command::Dropmsg(criteria) => dropmsg(&opts, &criteria),
         Command::Version | Command::Help => ExitCode::SUCCESS,
     }
 }
@@ -898,6 +1201,57 @@ mod tests {
             &["spf", "--ip", "192.0.2.1", "--sender", ""],
             &["spf", "--ip", "192.0.2.1", "--sender", "a@b.c", "extra"],
             &["check-config", "--ip", "192.0.2.1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse(&["quarantine", "release"]).map(|p| p.0).ok(),
+            Some(Command::Quarantine(QuarantineCommand::Release(None)))
+        );
+        assert_eq!(
+            parse(&["quarantine", "-release"]).map(|p| p.0).ok(),
+            Some(Command::Quarantine(QuarantineCommand::Release(None)))
+        );
+        assert_eq!(
+            parse(&["quarantine", "release", "ab", "x@y"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Quarantine(QuarantineCommand::Release(Some((
+                "ab".into(),
+                "x@y".into()
+            )))))
+        );
+        assert_eq!(
+            parse(&["--config", "c", "quarantine", "-purge"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Quarantine(QuarantineCommand::Purge))
+        );
+        assert_eq!(
+            parse(&["quarantine", "list"]).map(|p| p.0).ok(),
+            Some(Command::Quarantine(QuarantineCommand::List))
+        );
+        assert_eq!(
+            parse(&[
+                "dropmsg", "-a", "bob", "-i", "1.2.3.4", "-s", "x@y", "-s", ""
+            ])
+            .map(|p| p.0)
+            .ok(),
+            Some(Command::Dropmsg(Criteria {
+                auth: vec!["bob".into()],
+                ips: vec!["1.2.3.4".into()],
+                senders: vec!["x@y".into(), String::new()],
+            }))
+        );
+        for bad in [
+            &["quarantine"][..],
+            &["quarantine", "release", "id"],
+            &["quarantine", "frob"],
+            &["-release"],
+            &["dropmsg"],
+            &["dropmsg", "x"],
+            &["dropmsg", "-x", "1"],
+            &["check-config", "-a", "bob"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

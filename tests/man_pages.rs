@@ -49,6 +49,7 @@ fn every_page_renders_without_warnings() {
         "rustfilter.8",
         "rustfilter.conf.5",
         "rustfilter-modules.conf.5",
+        "rustfilter-quarantine.8",
     ] {
         assert!(
             pages.iter().any(|p| p.ends_with(expected)),
@@ -281,7 +282,7 @@ fn modules_page_documents_every_module_and_key() {
 
     // Read directly, so they are checked whoever reads them; then whatever else building a
     // chain reads. (Add a section read elsewhere, such as [dns] by the resolver, here.)
-    let direct: [(&str, FromConfig); 3] = [
+    let direct: [(&str, FromConfig); 4] = [
         ("rustfilter", |c| {
             rustfilter::chain::Settings::from_config(c).map(drop)
         }),
@@ -290,6 +291,9 @@ fn modules_page_documents_every_module_and_key() {
         }),
         ("dns", |c| {
             rustfilter::net::dns::ResolverConfig::from_config(c).map(drop)
+        }),
+        ("quarantine", |c| {
+            rustfilter::quarantine::QuarantineConfig::from_config(c).map(drop)
         }),
     ];
     let mut libraries: Vec<(String, Vec<String>)> = direct

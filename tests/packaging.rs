@@ -367,12 +367,9 @@ fn cron_file_runs_the_purges_as_the_mail_user() {
         assert_eq!(fields[5], "courier", "{line:?}: jobs run as the mail user");
         jobs.push(fields[6..].join(" "));
     }
-    assert_eq!(jobs, ["rustfilter ttldb purge"]);
-    // Kept for later, commented out until the quarantine module exists.
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with('#') && l.ends_with("rustfilter quarantine purge")),
-        "{text}"
+    assert_eq!(
+        jobs,
+        ["rustfilter ttldb purge", "rustfilter quarantine purge"]
     );
 
     // The job's command works: a purge of an empty SQLite store.
@@ -394,6 +391,20 @@ fn cron_file_runs_the_purges_as_the_mail_user() {
         .arg(&modules)
         .output()
         .expect("run rustfilter ttldb purge");
+    assert!(out.status.success(), "{}", output_text(&out));
+    // and the quarantine's, with nothing quarantined yet
+    fs::write(
+        &modules,
+        format!("[quarantine]\ndir = '{}/q'\n", dir.path().display()),
+    )
+    .expect("modules");
+    let out = Command::new(bin())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["quarantine", "purge", "--modules-config"])
+        .arg(&modules)
+        .output()
+        .expect("run rustfilter quarantine purge");
     assert!(out.status.success(), "{}", output_text(&out));
 }
 

@@ -7,6 +7,7 @@ use crate::filter::Filter;
 
 pub mod add_signature;
 pub mod auto_whitelist;
+pub mod clamav;
 pub mod comeagain;
 pub mod debug;
 pub mod deliveredto;
@@ -38,6 +39,7 @@ pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, Con
 const MODULES: &[(&str, Constructor)] = &[
     ("add_signature", add_signature::build),
     ("auto_whitelist", auto_whitelist::build),
+    ("clamav", clamav::build),
     ("comeagain", comeagain::build),
     ("debug", debug::build),
     ("deliveredto", deliveredto::build),

@@ -7,7 +7,9 @@
 #   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
 #   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
 #   dig for its readiness check), spamassassin, spamc and spamd (the SpamAssassin daemon of
-#   tests/services/spamd.sh and its client), and a C toolchain (cc) for linking when none is on PATH.
+#   tests/services/spamd.sh and its client), clamav-daemon (clamd of tests/services/clamd.sh;
+#   it runs on a private signature file, so neither freshclam nor the system clamd is started
+#   or needed), and a C toolchain (cc) for linking when none is on PATH.
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -27,13 +29,14 @@ command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v spamd >/dev/null 2>&1 || missing+=(spamd)
 command -v spamc >/dev/null 2>&1 || missing+=(spamc)
 dpkg -s spamassassin >/dev/null 2>&1 || missing+=(spamassassin)
+command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
     # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
-    # on port 25 (or nsd on port 53) with its default configuration. Only ours is removed afterwards.
+    # on port 25 (or nsd on port 53, the system clamd and freshclam) with its default configuration. Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     created_policy=
     if [ ! -e "$policy" ]; then
@@ -59,6 +62,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
     command -v spamd >/dev/null 2>&1 || die "spamd is still not installed"
     command -v spamc >/dev/null 2>&1 || die "spamc is still not installed"
+    command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
