@@ -5,6 +5,7 @@ use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::Filter;
 
+pub mod attachments;
 pub mod auto_whitelist;
 pub mod comeagain;
 pub mod debug;
@@ -31,6 +32,7 @@ pub mod whitelist_spf;
 pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, ConfigError>;
 
 const MODULES: &[(&str, Constructor)] = &[
+    ("attachments", attachments::build),
     ("auto_whitelist", auto_whitelist::build),
     ("comeagain", comeagain::build),
     ("debug", debug::build),
