@@ -460,7 +460,10 @@ impl Closings {
 mod tests {
     use super::{BrokenMime, Part, base64_lenient, decode_encoded_words, parts};
 
-    fn walk(raw: &str) -> Result<Vec<(Option<String>, String, Vec<u8>)>, BrokenMime> {
+    /// (name, content type, payload) of each part.
+    type Walked = Vec<(Option<String>, String, Vec<u8>)>;
+
+    fn walk(raw: &str) -> Result<Walked, BrokenMime> {
         let msg = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .expect("parses");
