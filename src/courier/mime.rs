@@ -37,6 +37,49 @@ impl fmt::Display for BrokenMime {
 
 impl std::error::Error for BrokenMime {}
 
+/// A message parsed by mail-parser, borrowing the bytes. Use this rather than an owned parse:
+/// mail-parser's `into_owned` copies the whole message once per nested `message/rfc822` part,
+/// and both it and the plain drop of a `Message` recurse once per nesting level, so a few MB of
+/// nested `message/rfc822` headers would overflow the stack. This drops level by level.
+pub struct Parsed<'a>(Option<Message<'a>>);
+
+impl<'a> Parsed<'a> {
+    /// `None` when mail-parser finds no header at all (no MIME structure).
+    pub fn new(raw: &'a [u8]) -> Option<Parsed<'a>> {
+        mail_parser::MessageParser::default()
+            .parse(raw)
+            .map(|m| Parsed(Some(m)))
+    }
+
+    pub fn message(&self) -> Option<&Message<'a>> {
+        self.0.as_ref()
+    }
+
+    /// See [`parts`].
+    pub fn parts(&self) -> Result<Vec<Part<'_>>, BrokenMime> {
+        match &self.0 {
+            Some(m) => parts(m),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        let mut stack: Vec<Message<'_>> = self.0.take().into_iter().collect();
+        while let Some(mut msg) = stack.pop() {
+            for part in &mut msg.parts {
+                if matches!(part.body, PartType::Message(_))
+                    && let PartType::Message(inner) = std::mem::take(&mut part.body)
+                {
+                    stack.push(inner);
+                }
+            }
+            // `msg` has no nested message left: its drop does not recurse.
+        }
+    }
+}
+
 /// Every non-multipart part of `message`, depth-first in document order, descending into
 /// multipart and `message/rfc822` parts. Fails when a multipart's closing boundary is missing
 /// (a truncated message) or a multipart's boundary never occurs.
@@ -685,5 +728,27 @@ mod tests {
         assert_eq!(names(&epilogue), [None]);
         let single = "Subject: x\nContent-Type: application/octet-stream; name=\"one.exe\"\n\nMZ";
         assert_eq!(names_of(&names(single)), ["one.exe"]);
+    }
+
+    #[test]
+    fn deeply_nested_messages_do_not_overflow_the_stack() {
+        let mut m = String::from("Subject: x\n");
+        for _ in 0..100_000 {
+            m.push_str("Content-Type: message/rfc822\n\n");
+        }
+        m.push_str("Subject: y\nContent-Type: text/plain; name=deep.exe\n\nbody\n");
+        // Run on a thread with a small stack, as a worker's would be.
+        let names = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let parsed = super::Parsed::new(m.as_bytes()).expect("parses");
+                let parts = parsed.parts().expect("walks");
+                let last = parts.last().and_then(|p| p.name.clone());
+                (parts.len(), last)
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(names, (100_001, Some("deep.exe".to_string())));
     }
 }

@@ -94,19 +94,20 @@ impl Attachments {
 impl Filter for Attachments {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         let path = ctx.message.path().display().to_string();
-        ctx.message
+        let raw = ctx
+            .message
             .bytes()
             .map_err(|e| FilterError::new(format!("cannot read the message: {e}")))?;
-        let parsed = match ctx.message.parsed() {
-            Ok(m) => m,
-            Err(e) => {
-                // mail-parser finds no header at all: there is no MIME structure, so there is
-                // no attachment either (a reader shows it as plain text).
-                log::info!("attachments: {path}: no MIME structure ({e}); nothing to check");
-                return Ok(Verdict::Continue);
-            }
+        // Parsed here, borrowing the bytes, rather than with `Message::parsed` (see
+        // `mime::Parsed` for why).
+        let Some(parsed) = mime::Parsed::new(raw) else {
+            // No header at all: there is no MIME structure, so there is no attachment either
+            // (a reader shows it as plain text).
+            log::info!("attachments: {path}: no MIME structure; nothing to check");
+            return Ok(Verdict::Continue);
         };
-        let parts = mime::parts(parsed)
+        let parts = parsed
+            .parts()
             .map_err(|e| FilterError::new(format!("{path}: broken MIME structure: {e}")))?;
         for part in &parts {
             if Instant::now() >= ctx.deadline {
