@@ -119,9 +119,23 @@ pub fn parts<'a>(message: &'a Message<'a>) -> Result<Vec<Part<'a>>, BrokenMime> 
                 } else {
                     Cow::Borrowed(bytes.as_ref())
                 };
+                let content_type = content_type(part);
+                if is_message_type(&content_type)
+                    && part.is_encoding_problem
+                    && mail_parser::MessageParser::default()
+                        .parse_headers(payload.as_ref())
+                        .is_some_and(|m| !m.headers().is_empty())
+                {
+                    // mail-parser opens transfer-encoded messages only 3 levels deep; what is
+                    // below cannot be checked.
+                    return Err(BrokenMime(format!(
+                        "{content_type} part at byte {} is nested too deeply to be read",
+                        part.offset_header
+                    )));
+                }
                 out.push(Part {
                     name: file_name(msg, part),
-                    content_type: content_type(part),
+                    content_type,
                     payload,
                 });
             }
@@ -137,6 +151,11 @@ pub fn parts<'a>(message: &'a Message<'a>) -> Result<Vec<Part<'a>>, BrokenMime> 
         }
     }
     Ok(out)
+}
+
+/// Whether a `type/subtype` is an enclosed message.
+pub fn is_message_type(content_type: &str) -> bool {
+    matches!(content_type, "message/rfc822" | "message/global")
 }
 
 fn content_type(part: &MessagePart<'_>) -> String {
@@ -500,7 +519,7 @@ impl Closings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{BrokenMime, Part, base64_lenient, decode_encoded_words, parts};
 
     /// (name, content type, payload) of each part.
@@ -750,5 +769,48 @@ mod tests {
             .join()
             .expect("no stack overflow");
         assert_eq!(names, (100_001, Some("deep.exe".to_string())));
+    }
+
+    #[test]
+    fn encoded_messages_nested_beyond_what_can_be_read_are_an_error() {
+        fn wrap(inner: &str, level: usize) -> String {
+            let enc = crate::courier::mime::tests::b64(inner.as_bytes());
+            format!(
+                "Subject: level {level}\nContent-Type: message/rfc822\n\
+                 Content-Transfer-Encoding: base64\n\n{enc}\n"
+            )
+        }
+        let mut m = "Subject: bottom\nContent-Type: text/plain; name=x.exe\n\nMZ\n".to_string();
+        for level in 0..3 {
+            m = wrap(&m, level);
+        }
+        assert_eq!(
+            names(&m).last().cloned().flatten().as_deref(),
+            Some("x.exe")
+        );
+        let deeper = wrap(&m, 3);
+        let err = walk(&deeper).expect_err("too deep");
+        assert!(err.0.contains("nested too deeply"), "{err}");
+    }
+
+    pub fn b64(data: &[u8]) -> String {
+        let abc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for (i, chunk) in data.chunks(3).enumerate() {
+            if i > 0 && i % 19 == 0 {
+                out.push('\n');
+            }
+            let mut buf = [0u8; 3];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            let n = u32::from(buf[0]) << 16 | u32::from(buf[1]) << 8 | u32::from(buf[2]);
+            for k in 0..4 {
+                out.push(if k <= chunk.len() {
+                    abc[(n >> (18 - 6 * k) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out
     }
 }

@@ -68,7 +68,7 @@ impl Attachments {
         {
             return Some(format!("attachment name {name:?}"));
         }
-        if part.content_type == "message/rfc822" {
+        if mime::is_message_type(&part.content_type) {
             return None; // its parts are walked on their own
         }
         let listing = archive::list(&part.payload, &self.limits);
@@ -128,6 +128,7 @@ impl Filter for Attachments {
 mod tests {
     use super::{BLOCKED_REPLY, DEFAULT_PATTERN, compile, matches};
     use crate::archive::testdata::{gzip, tar, zip};
+    use crate::courier::mime::tests::b64;
     use crate::filter::Verdict;
     use crate::filters::testutil::{Fixture, build};
 
@@ -150,27 +151,6 @@ mod tests {
 
     fn blocked() -> Result<Verdict, String> {
         Ok(Verdict::reply(BLOCKED_REPLY))
-    }
-
-    fn b64(data: &[u8]) -> String {
-        let abc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for (i, chunk) in data.chunks(3).enumerate() {
-            if i > 0 && i % 19 == 0 {
-                out.push('\n');
-            }
-            let mut buf = [0u8; 3];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let n = u32::from(buf[0]) << 16 | u32::from(buf[1]) << 8 | u32::from(buf[2]);
-            for k in 0..4 {
-                out.push(if k <= chunk.len() {
-                    abc[(n >> (18 - 6 * k) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        out
     }
 
     fn with_attachment(name: &str, data: &[u8]) -> Vec<u8> {
