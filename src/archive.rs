@@ -8,6 +8,8 @@
 //! not an archive, or a corrupt one, gives no names and a note in [`Listing::notes`] (the
 //! reference treats libarchive's format errors as "no hit").
 
+use std::collections::HashSet;
+
 use miniz_oxide::inflate::{TINFLStatus, decompress_to_vec_with_limit};
 
 /// Bounds for one listing (one MIME part).
@@ -352,19 +354,20 @@ impl Walker {
     fn zip(&mut self, data: &[u8], depth: usize) {
         let Some(eocd) = find_eocd(data) else {
             self.note("ZIP without a valid central directory; reading local headers".into());
-            self.zip_local_headers(data, depth);
+            self.zip_local_headers(data, depth, &HashSet::new());
             return;
         };
         let Some(cd) = data.get(eocd.cd_start..eocd.cd_start + eocd.cd_size) else {
             self.note("ZIP central directory out of bounds".into());
             return;
         };
+        if eocd.entries != 0xffff && eocd.entries > 0 && eocd.cd_size == 0 {
+            self.note("ZIP end record counts entries but has no central directory".into());
+        }
         let mut members = Vec::new();
         let mut at = 0;
-        // The recorded count only bounds the loop; the directory's bytes decide.
-        let mut left = eocd.entries.min(self.limits.max_entries as u64 + 1);
-        while left > 0 && cd.get(at..at + 4) == Some(b"PK\x01\x02") {
-            left -= 1;
+        // The directory's bytes decide, not the recorded count (which could hide entries).
+        while cd.get(at..at + 4) == Some(b"PK\x01\x02") {
             let (Some(flags), Some(method), Some(csize), Some(usize_)) = (
                 u16_at(cd, at + 8),
                 u16_at(cd, at + 10),
@@ -407,8 +410,17 @@ impl Walker {
             });
             at = extra_end + usize::from(comment_len);
         }
-        for m in members {
-            self.zip_member(data, &m, eocd.shift, depth);
+        let listed: HashSet<u64> = members.iter().map(|m| m.local_offset).collect();
+        for m in &members {
+            self.zip_member(data, m, eocd.shift, depth);
+        }
+        // Entries with a local header but no directory entry are invisible to most tools
+        // but not to streaming extractors: list them too.
+        if self.listing.limit_hit.is_none() {
+            let start = usize::try_from(eocd.shift.max(0)).unwrap_or(0);
+            if let Some(rest) = data.get(start..) {
+                self.zip_local_headers(rest, depth, &listed);
+            }
         }
     }
 
@@ -459,9 +471,11 @@ impl Walker {
 
     /// A ZIP whose central directory is missing (truncated): walk the local headers from the
     /// start while their sizes are known.
-    fn zip_local_headers(&mut self, data: &[u8], depth: usize) {
+    /// Headers at an offset in `known` were listed from the central directory already.
+    fn zip_local_headers(&mut self, data: &[u8], depth: usize, known: &HashSet<u64>) {
         let mut at = 0;
         while data.get(at..at + 4) == Some(b"PK\x03\x04") {
+            let is_known = known.contains(&(at as u64));
             let (Some(flags), Some(method), Some(csize), Some(n), Some(e)) = (
                 u16_at(data, at + 6),
                 u16_at(data, at + 8),
@@ -481,7 +495,7 @@ impl Walker {
                 return;
             };
             let name = name_text(raw_name);
-            if !self.push_name(name.clone()) {
+            if !is_known && !self.push_name(name.clone()) {
                 return;
             }
             let (mut usize_, mut csize, mut offset) = (0, u64::from(csize), 0);
@@ -497,7 +511,7 @@ impl Walker {
             else {
                 return;
             };
-            if flags & 1 == 0 && !name.ends_with('/') {
+            if !is_known && flags & 1 == 0 && !name.ends_with('/') {
                 let body = &data[start.min(data.len())..end.min(data.len())];
                 self.member_content(body, method, depth, &name);
             }
@@ -984,5 +998,24 @@ with tarfile.open(sys.argv[1] + "/a.tgz", "w:gz") as t:
         let long = format!("d/{}.hta", "n".repeat(120));
         // gzip records the original file name; Python writes the archive's own.
         assert_eq!(names(&read("a.tgz")), ["a.tgz".to_string(), long]);
+    }
+
+    #[test]
+    fn entries_the_directory_hides_are_still_listed() {
+        // The end record claims one entry; the directory has two.
+        let mut z = zip(&[("a.txt", b"a", false), ("b.exe", b"b", false)]);
+        let eocd = z.len() - 22;
+        z[eocd + 8..eocd + 12].copy_from_slice(&[1, 0, 1, 0]);
+        assert_eq!(names(&z), ["a.txt", "b.exe"]);
+        // A local entry the directory does not mention: cut the second directory entry out.
+        let z = zip(&[("a.txt", b"a", false), ("hidden.exe", b"b", false)]);
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").expect("cd");
+        let second = cd + 46 + "a.txt".len();
+        let mut cut = z[..second].to_vec();
+        cut.extend_from_slice(&z[z.len() - 22..]);
+        let eocd = cut.len() - 22;
+        cut[eocd + 8..eocd + 12].copy_from_slice(&[1, 0, 1, 0]);
+        cut[eocd + 12..eocd + 16].copy_from_slice(&((second - cd) as u32).to_le_bytes());
+        assert_eq!(names(&cut), ["a.txt", "hidden.exe"]);
     }
 }
