@@ -813,4 +813,95 @@ pub(crate) mod tests {
         }
         out
     }
+
+    /// Messages written by Python's `email` package, and the file names its own walk finds
+    /// (`get_filename`, then encoded-words decoded): ours must agree.
+    #[test]
+    fn agrees_with_python_email_on_messages_it_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = r#"
+import json, sys
+from email import policy, message_from_bytes
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+out = sys.argv[1]
+def msg(subject):
+    m = EmailMessage()
+    m["Subject"] = subject; m["From"] = "a@example.org"; m["To"] = "b@example.org"
+    return m
+m1 = msg("alternative and attachments")
+m1.set_content("plain")
+m1.add_alternative("<p>html</p>", subtype="html")
+m1.add_attachment(b"MZ", maintype="application", subtype="octet-stream",
+    filename="\u00dcberweisungsbest\u00e4tigung f\u00fcr den Monat Dezember 2026 \u2013 bitte pr\u00fcfen.pdf.exe")
+m1.add_attachment(b"%PDF", maintype="application", subtype="pdf", filename="report.pdf")
+inner = msg("inner")
+inner.set_content("x")
+inner.add_attachment(b"x", maintype="application", subtype="octet-stream", filename="inner.vbs")
+m1.add_attachment(inner)
+m2 = msg("quoted-printable text attachment")
+m2.set_content("caf\u00e9 " * 50, cte="quoted-printable")
+m2.add_attachment("text " * 100, filename="notes.txt", cte="quoted-printable")
+m2.add_attachment(b"x" * 5000, maintype="image", subtype="png", filename="\u56fe\u7247.png")
+simple = msg("simple")
+simple.set_content("only text")
+for i, m in enumerate([m1, m2, simple]):
+    raw = m.as_bytes(policy=policy.SMTP)
+    open(f"{out}/m{i}", "wb").write(raw)
+    names = []
+    for part in message_from_bytes(raw).walk():
+        if part.get_content_maintype() == "multipart":
+            continue
+        n = part.get_filename()
+        n = str(make_header(decode_header(n.strip()))) if n and n.strip() else None
+        names.append(n)
+    open(f"{out}/m{i}.json", "w").write(json.dumps(names))
+"#;
+        let status = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .arg(dir.path())
+            .status()
+            .expect("run /usr/bin/python3");
+        assert!(status.success());
+        for i in 0..3 {
+            let raw = std::fs::read(dir.path().join(format!("m{i}"))).expect("message");
+            let expected =
+                std::fs::read_to_string(dir.path().join(format!("m{i}.json"))).expect("names");
+            let parsed = super::Parsed::new(&raw).expect("parses");
+            let ours: Vec<Option<String>> = parsed
+                .parts()
+                .expect("walks")
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            let ours_json = format!(
+                "[{}]",
+                ours.iter()
+                    .map(|n| match n {
+                        None => "null".to_string(),
+                        Some(n) => format!("\"{}\"", json_escape(n)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            assert_eq!(ours_json, expected, "message m{i}");
+        }
+    }
+
+    /// Python's `json.dumps` escaping (ASCII only).
+    fn json_escape(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '"' => "\\\"".to_string(),
+                '\\' => "\\\\".to_string(),
+                c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
+                c => c
+                    .encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect(),
+            })
+            .collect()
+    }
 }
