@@ -597,6 +597,13 @@ pub(crate) mod tests {
             got[1].2
         );
         assert_eq!(got[2].2, b"\xff\xfe\xfd\0");
+        // Junk in base64 (which mail-parser refuses) is skipped, as mail readers do.
+        let got = walk(&mixed(&[
+            "Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n\
+             UEsD!BAoA\n.AAAAAP//\n",
+        ]))
+        .expect("walks");
+        assert_eq!(got[0].2, b"PK\x03\x04\x0a\0\0\0\0\0\xff\xff");
     }
 
     #[test]
