@@ -274,6 +274,9 @@ impl Walker {
 
     /// Look inside a member's content for a nested archive, if depth allows.
     fn nested(&mut self, content: &[u8], depth: usize, name: &str) {
+        if self.listing.names.len() >= self.limits.max_entries {
+            return; // nothing more would be listed
+        }
         if !starts_like_archive(content) && find_eocd(content).is_none() {
             return;
         }

@@ -103,6 +103,8 @@ fn attachments_in_the_daemon() {
 
     let archive = zip(&[("docs/readme.txt", b"hi"), ("docs/run.bat", b"@echo off")]);
     assert_eq!(send("zip", &message("docs.zip", &archive)), BLOCKED);
+    let nested = zip(&[("inner.zip", &zip(&[("tools/x.vbs", b"")]))]);
+    assert_eq!(send("zip-in-zip", &message("bundle.zip", &nested)), BLOCKED);
     let clean_zip = zip(&[("docs/readme.txt", b"hi")]);
     assert_eq!(
         send("zip-clean", &message("docs.zip", &clean_zip)),
