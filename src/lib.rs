@@ -5,6 +5,7 @@
 //! [`chain`] + [`filter`] (policy engine) → [`filters`] (one file per module) →
 //! [`courier`] / [`config`] (services used by filters).
 
+pub mod archive;
 pub mod chain;
 pub mod config;
 pub mod courier;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod dat;
 pub mod message;
+pub mod mime;
 pub mod paths;
 pub mod sendmail;
 mod watch;

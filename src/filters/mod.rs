@@ -6,6 +6,7 @@ use crate::courier::Courier;
 use crate::filter::Filter;
 
 pub mod add_signature;
+pub mod attachments;
 pub mod auto_whitelist;
 pub mod clamav;
 pub mod comeagain;
@@ -38,6 +39,7 @@ pub type Constructor = fn(&Section<'_>, &Courier) -> Result<Box<dyn Filter>, Con
 
 const MODULES: &[(&str, Constructor)] = &[
     ("add_signature", add_signature::build),
+    ("attachments", attachments::build),
     ("auto_whitelist", auto_whitelist::build),
     ("clamav", clamav::build),
     ("comeagain", comeagain::build),
