@@ -235,14 +235,17 @@ impl Message {
             .collect())
     }
 
-    /// The MIME structure, parsed once (mail-parser) on first use.
-    pub fn parsed(&self) -> io::Result<&mail_parser::Message<'_>> {
+    /// The top-level header fields, parsed once (mail-parser) on first use. Only the header:
+    /// a whole parse, kept owned, would copy the message once per nested message/rfc822 part
+    /// (and its drop recurses per level), so modules that walk the MIME parts use
+    /// [`super::mime`] on [`Message::bytes`] instead.
+    pub fn parsed_headers(&self) -> io::Result<&mail_parser::Message<'_>> {
         if let Some(parsed) = self.parsed.get() {
             return Ok(parsed);
         }
         let data = self.bytes()?;
         let parsed = mail_parser::MessageParser::default()
-            .parse(data)
+            .parse_headers(data)
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -416,7 +419,7 @@ mod tests {
         let err = m.bytes().unwrap_err();
         assert!(err.to_string().contains("Dnope"));
         assert!(m.headers().is_err());
-        assert!(m.parsed().is_err());
+        assert!(m.parsed_headers().is_err());
     }
 
     #[test]
@@ -430,9 +433,9 @@ mod tests {
     #[test]
     fn parsed_once() {
         let (_d, m) = message_with(b"Subject: hello\nContent-Type: text/plain\n\nbody\n");
-        let p = m.parsed().unwrap();
+        let p = m.parsed_headers().unwrap();
         assert_eq!(p.subject(), Some("hello"));
-        let again = m.parsed().unwrap();
+        let again = m.parsed_headers().unwrap();
         assert!(std::ptr::eq(p, again));
     }
 
@@ -466,7 +469,7 @@ mod tests {
         let (dir, mut m) =
             message_with(b"Subject: old\n\nold body that is longer than the new one\n");
         let ino = fs::metadata(m.path()).unwrap().ino();
-        assert_eq!(m.parsed().unwrap().subject(), Some("old"));
+        assert_eq!(m.parsed_headers().unwrap().subject(), Some("old"));
         m.replace(b"Subject: x\n\nno newline at end".to_vec())
             .unwrap();
         assert_eq!(
@@ -475,7 +478,7 @@ mod tests {
         );
         assert_eq!(fs::metadata(m.path()).unwrap().ino(), ino);
         assert_eq!(m.bytes().unwrap(), b"Subject: x\n\nno newline at end\n");
-        assert_eq!(m.parsed().unwrap().subject(), Some("x"));
+        assert_eq!(m.parsed_headers().unwrap().subject(), Some("x"));
         assert_eq!(m.header_values("subject").unwrap(), ["x"]);
         // no temp file left behind
         let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();

@@ -110,7 +110,7 @@ impl SentFolder {
     }
 
     fn header_addresses(ctx: &Context<'_>) -> Vec<String> {
-        let parsed = match ctx.message.parsed() {
+        let parsed = match ctx.message.parsed_headers() {
             Ok(p) => p,
             Err(e) => {
                 log::warn!("sentfolder: {e}; the Bcc line lists every recipient");
