@@ -325,16 +325,31 @@ fn no_clamd_is_451_and_the_detail_is_logged() {
         f.stderr()
     );
     assert!(f.stderr().contains(&missing.display().to_string()));
+
+    // A stale socket file that nobody listens on (clamd crashed): connection refused.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let f = Filter::start(
+        "clamav\n",
+        &format!("[clamav]\nlocal_socket = '{}'\n", stale.display()),
+    );
+    assert_eq!(send(&f, "raw", &mail("raw", &eicar())), UNAVAILABLE);
+    assert!(
+        f.wait_stderr("Connection refused", Duration::from_secs(5)),
+        "{}",
+        f.stderr()
+    );
 }
 
-/// A "clamd" that accepts and reads but never answers.
-fn hung_clamd(dir: &Path) -> (PathBuf, std::thread::JoinHandle<()>) {
+/// A "clamd" that accepts `n` connections and reads but never answers.
+fn hung_clamd(dir: &Path, n: usize) -> (PathBuf, std::thread::JoinHandle<()>) {
     let path = dir.join("hung.sock");
+    let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&path).expect("bind");
     let t = std::thread::spawn(move || {
         let mut held = Vec::new();
-        // Two requests in this test; hold each connection open, reading what comes.
-        for _ in 0..2 {
+        // Hold each connection open, reading what comes.
+        for _ in 0..n {
             let Ok((mut s, _)) = l.accept() else { return };
             let mut buf = [0u8; 4096];
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
@@ -349,7 +364,7 @@ fn hung_clamd(dir: &Path) -> (PathBuf, std::thread::JoinHandle<()>) {
 #[test]
 fn a_hung_clamd_is_451_within_the_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sock, t) = hung_clamd(dir.path());
+    let (sock, t) = hung_clamd(dir.path(), 2);
     let f = Filter::start(
         "clamav\n",
         &format!(
@@ -371,8 +386,25 @@ fn a_hung_clamd_is_451_within_the_timeout() {
         "{}",
         f.stderr()
     );
-    drop(f);
-    let _ = t.join();
+    // Not joined: a listener left waiting must not hang the test.
+    drop((f, t));
+
+    // The message's deadline cuts a longer timeout short.
+    let (sock, t) = hung_clamd(dir.path(), 1);
+    let f = Filter::start(
+        "clamav\n",
+        &format!(
+            "[rustfilter]\nmessage_timeout = 1.0\n[clamav]\nlocal_socket = '{}'\ntimeout = 30\n",
+            sock.display()
+        ),
+    );
+    let start = Instant::now();
+    let reply = send(&f, "deadline", &mail("deadline", &eicar()));
+    let took = start.elapsed();
+    assert!(reply.starts_with("451 4.3.0 "), "{reply}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Not joined: a listener left waiting must not hang the test.
+    drop((f, t));
 }
 
 #[test]
