@@ -3,6 +3,7 @@
 #
 #   tests/services/clamd.sh start [DIR]   (default /tmp/rustfilter-clamd; socket DIR/clamd.sock)
 #   tests/services/clamd.sh stop  [DIR]
+#   CLAMD_USER=clamav tests/services/clamd.sh start DIR   (as root: clamd drops to that user)
 #
 # start: write DIR/db/rustfilter-test.ndb (two body-pattern signatures, below) and DIR/clamd.conf,
 # and run clamd in the foreground in the background. Returns at once when that clamd is already
@@ -17,7 +18,9 @@
 #                              the EICAR string and no scanner quarantines it.
 #   Rustfilter.Test.Pattern    the text RUSTFILTER-TEST-MALWARE-PATTERN-42 anywhere.
 # StreamMaxLength is 1M, small so that tests reach clamd's INSTREAM size limit cheaply.
-# clamd runs as the invoking user (no User line); as root it can read any file passed to it.
+# clamd runs as the invoking user (no User line) unless CLAMD_USER names another (root only):
+# then it cannot open files that user may not read, which shows that INSTREAM and FILDES need
+# no access to the spool.
 set -euo pipefail
 
 say() { echo "clamd.sh: $*" >&2; }
@@ -83,6 +86,13 @@ SelfCheck 0
 StreamMaxLength 1M
 CommandReadTimeout 5
 ReadTimeout 5"
+user=${CLAMD_USER:-}
+if [ -n "$user" ]; then
+    [ "$(id -u)" = 0 ] || die "CLAMD_USER needs root"
+    id "$user" >/dev/null 2>&1 || die "CLAMD_USER: no user $user"
+    conf="$conf
+User $user"
+fi
 sum=$(printf '%s\n%s\n' "$ndb" "$conf" | md5sum | cut -d' ' -f1)
 
 ping() {
@@ -111,6 +121,8 @@ rm -f "$DIR"/db/*
 printf '%s\n' "$ndb" > "$DIR/db/rustfilter-test.ndb"
 printf '%s\n' "$conf" > "$DIR/clamd.conf"
 : > "$DIR/clamd.log"
+# clamd drops to the user before it binds the socket and writes its log and temporary files.
+[ -z "$user" ] || chown -R "$user" "$DIR"
 
 # clamd must not keep the lock (fd 9) or our output pipes.
 nohup clamd --config-file="$DIR/clamd.conf" </dev/null >"$DIR/stdout" 2>&1 9>&- &
