@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
-use crate::net::clamd::{Clamd, DEFAULT_STREAM_MAX, ScanResult, Timeouts};
+use crate::net::clamd::{Clamd, ClamdError, DEFAULT_STREAM_MAX, ScanResult, Timeouts};
 use crate::quarantine::{Quarantine, QuarantineConfig};
 
 pub const UNAVAILABLE: &str = "451 4.3.0 Virus scanner unavailable, try again later";
@@ -126,25 +126,16 @@ impl Clamav {
         })
     }
 
-    fn scan(&self, ctx: &Context<'_>) -> Result<Result<ScanResult, String>, FilterError> {
+    /// A message that cannot be opened or read is [`ClamdError::Source`].
+    fn scan(&self, ctx: &Context<'_>) -> Result<ScanResult, ClamdError> {
         let path = ctx.message.path();
-        let mut file = File::open(path)
-            .map_err(|e| FilterError::new(format!("cannot open {}: {e}", path.display())))?;
-        let scanned = match self.mode {
+        let mut file = File::open(path).map_err(ClamdError::Source)?;
+        match self.mode {
             ScanMode::Fildes => self.clamd.fildes(&file, ctx.deadline),
-            ScanMode::Instream => {
-                let mut reader = SourceErrors::new(&mut file);
-                let r = self
-                    .clamd
-                    .instream(&mut reader, self.stream_max_length, ctx.deadline);
-                // A message that cannot be read is not the scanner's fault.
-                if let Some(e) = reader.error {
-                    return Err(FilterError::new(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    )));
-                }
-                r.map(|scan| {
+            ScanMode::Instream => self
+                .clamd
+                .instream(&mut file, self.stream_max_length, ctx.deadline)
+                .map(|scan| {
                     if scan.truncated {
                         log::warn!(
                             "clamav: {}: only the first {} bytes were scanned (stream_max_length)",
@@ -153,18 +144,23 @@ impl Clamav {
                         );
                     }
                     scan.result
-                })
-            }
-        };
-        Ok(scanned.map_err(|e| e.to_string()))
+                }),
+        }
     }
 }
 
 impl Filter for Clamav {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
-        let virus = match self.scan(ctx)? {
+        let virus = match self.scan(ctx) {
             Ok(ScanResult::Clean) => return Ok(Verdict::Continue),
             Ok(ScanResult::Found(virus)) => virus,
+            // Not the scanner's fault: a module failure (DECISIONS §3).
+            Err(ClamdError::Source(e)) => {
+                return Err(FilterError::new(format!(
+                    "cannot read {}: {e}",
+                    ctx.message.path().display()
+                )));
+            }
             Err(e) => {
                 log::error!(
                     "clamav: {} (socket {}, message {})",
@@ -183,28 +179,6 @@ impl Filter for Clamav {
             .map_err(|e| FilterError::new(format!("cannot quarantine ({virus}): {e}")))?;
         log::info!("clamav: virus {virus} found, message quarantined as {id}");
         Ok(Verdict::reply(QUARANTINED))
-    }
-}
-
-/// Keeps the first read error of the message file, to tell it apart from a scanner error.
-struct SourceErrors<'a> {
-    inner: &'a mut dyn Read,
-    error: Option<io::Error>,
-}
-
-impl<'a> SourceErrors<'a> {
-    fn new(inner: &'a mut dyn Read) -> SourceErrors<'a> {
-        SourceErrors { inner, error: None }
-    }
-}
-
-impl Read for SourceErrors<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted && self.error.is_none() {
-                self.error = Some(io::Error::new(e.kind(), e.to_string()));
-            }
-        })
     }
 }
 
@@ -404,5 +378,21 @@ mod tests {
         .expect("builds");
         let fx = Fixture::new(CONTROL, "Subject: hi\n\nbody\n", &[]);
         assert_eq!(fx.run(&c).expect("runs"), Verdict::reply(UNAVAILABLE));
+    }
+
+    #[test]
+    fn an_unreadable_message_is_a_module_failure() {
+        let (_d, sock, _t) = fake_clamd(b"stream: OK\0");
+        for mode in ["instream", "fildes"] {
+            let c = from_text(
+                &format!("[clamav]\nlocal_socket = '{sock}'\nscan_mode = '{mode}'\n"),
+                &[],
+            )
+            .expect("builds");
+            let fx = Fixture::new(CONTROL, "Subject: hi\n\nbody\n", &[]);
+            std::fs::remove_file(&fx.data).expect("rm");
+            let e = fx.run(&c).expect_err("fails");
+            assert!(e.0.contains("cannot read"), "{e}");
+        }
     }
 }

@@ -46,7 +46,7 @@ pub struct StreamScan {
     pub truncated: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ClamdError {
     /// No connection: no socket, refused, no permission, backlog full past the timeout.
     Connect(String),
@@ -58,6 +58,23 @@ pub enum ClamdError {
     Scanner(String),
     /// A reply that is none of the known forms.
     Protocol(String),
+    /// Reading the message to send failed (not clamd's fault).
+    Source(io::Error),
+}
+
+impl PartialEq for ClamdError {
+    fn eq(&self, other: &ClamdError) -> bool {
+        use ClamdError::*;
+        match (self, other) {
+            (Connect(a), Connect(b))
+            | (Timeout(a), Timeout(b))
+            | (Io(a), Io(b))
+            | (Scanner(a), Scanner(b))
+            | (Protocol(a), Protocol(b)) => a == b,
+            (Source(a), Source(b)) => a.kind() == b.kind(),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for ClamdError {
@@ -68,6 +85,7 @@ impl fmt::Display for ClamdError {
             ClamdError::Io(m) => write!(f, "clamd connection failed: {m}"),
             ClamdError::Scanner(m) => write!(f, "clamd reported an error: {m}"),
             ClamdError::Protocol(m) => write!(f, "unexpected reply from clamd: {m}"),
+            ClamdError::Source(e) => write!(f, "cannot read the message: {e}"),
         }
     }
 }
@@ -311,7 +329,7 @@ impl SendError {
         match self {
             SendError::Closed(e) | SendError::Other(e) => ClamdError::Io(format!("{what}: {e}")),
             SendError::Timeout(m) => ClamdError::Timeout(format!("{what}: {m}")),
-            SendError::Source(e) => ClamdError::Io(format!("reading the message: {e}")),
+            SendError::Source(e) => ClamdError::Source(e),
         }
     }
 }
@@ -334,10 +352,7 @@ impl Conn {
     fn send_error(&self, e: io::Error) -> SendError {
         match e.raw_os_error() {
             Some(libc::EPIPE) | Some(libc::ECONNRESET) => SendError::Closed(e),
-            _ if is_timeout(&e) => SendError::Timeout(format!(
-                "clamd took no data for {} ms",
-                self.io.min(Duration::from_secs(86400)).as_millis()
-            )),
+            _ if is_timeout(&e) => SendError::Timeout("clamd took no data in time".into()),
             _ => SendError::Other(e),
         }
     }
@@ -783,6 +798,22 @@ mod tests {
         });
         let r = client(&path, 2000).instream(&mut &b"hello"[..], 100, far());
         assert!(matches!(r, Err(ClamdError::Protocol(_))), "{r:?}");
+        t.join().expect("join");
+    }
+
+    #[test]
+    fn a_message_read_error_is_not_a_scanner_error() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let (_dir, path, t) = listener(|mut s| {
+            let _ = s.read(&mut [0u8; 64]);
+        });
+        let r = client(&path, 2000).instream(&mut Failing, 100, far());
+        assert!(matches!(r, Err(ClamdError::Source(_))), "{r:?}");
         t.join().expect("join");
     }
 
