@@ -755,25 +755,25 @@ mod tests {
     fn a_silent_server_times_out() {
         let (_dir, path, t) = listener(|mut s| {
             read_instream(&mut s);
-            std::thread::sleep(Duration::from_millis(1500));
+            std::thread::sleep(Duration::from_millis(4000));
         });
         let start = Instant::now();
         let r = client(&path, 300).instream(&mut &b"hello"[..], 100, far());
         let took = start.elapsed();
         assert!(matches!(r, Err(ClamdError::Timeout(_))), "{r:?}");
         assert!(
-            took >= Duration::from_millis(250) && took < Duration::from_millis(1200),
+            took >= Duration::from_millis(250) && took < Duration::from_millis(3000),
             "{took:?}"
         );
-        t.join().expect("join");
+        drop(t); // still sleeping: not joined
 
         // The caller's deadline wins over a longer timeout.
-        let (_dir, path, t) = listener(|_s| std::thread::sleep(Duration::from_millis(1500)));
+        let (_dir, path, t) = listener(|_s| std::thread::sleep(Duration::from_millis(4000)));
         let start = Instant::now();
         let r = client(&path, 10_000).ping(Instant::now() + Duration::from_millis(200));
         assert!(matches!(r, Err(ClamdError::Timeout(_))), "{r:?}");
-        assert!(start.elapsed() < Duration::from_millis(1000));
-        t.join().expect("join");
+        assert!(start.elapsed() < Duration::from_millis(2000));
+        drop(t); // still sleeping: not joined
     }
 
     #[test]
