@@ -136,7 +136,6 @@ impl Clamav {
         })
     }
 
-    /// A message that cannot be opened or read is [`ClamdError::Source`].
     /// The socket: `local_socket`, else clamd.conf's `LocalSocket` (read now).
     fn clamd(&self) -> Result<Clamd, String> {
         let socket = match &self.socket {
@@ -149,6 +148,7 @@ impl Clamav {
         Ok(Clamd::new(socket, self.timeouts))
     }
 
+    /// A message that cannot be opened or read is [`ClamdError::Source`].
     fn scan(&self, clamd: &Clamd, ctx: &Context<'_>) -> Result<ScanResult, ClamdError> {
         let path = ctx.message.path();
         let mut file = File::open(path).map_err(ClamdError::Source)?;
