@@ -6,9 +6,9 @@
 #   python3-gdbm (the TtlDb import test writes pythonfilter's dbm files), groff-base
 #   (tests/man_pages.rs renders the manual pages), make (tests/packaging.rs runs
 #   `make install`), nsd and bind9-dnsutils (the test name server of tests/services/nsd.sh,
-#   dig for its readiness check), clamav-daemon (clamd of tests/services/clamd.sh; it runs on a
-#   private signature file, so neither freshclam nor the system clamd is started or needed), and a
-#   C toolchain (cc) for linking when none is on PATH.
+#   dig for its readiness check), and a C toolchain (cc) for linking when none is on PATH.
+#   clamav-daemon: clamd for tests/services/clamd.sh, on a private signature file (neither
+#   freshclam nor the system clamd is started or needed; policy-rc.d below keeps them down).
 #   Rust components: rustfmt and clippy (`make check`).
 #
 # Needs root only when something has to be installed. Safe to re-run.
@@ -32,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
     # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
-    # on port 25 (or nsd on port 53, the system clamd and freshclam) with its default configuration. Only ours is removed afterwards.
+    # on port 25 (or nsd on port 53) with its default configuration. Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     created_policy=
     if [ ! -e "$policy" ]; then
