@@ -62,7 +62,9 @@ if [ "$cmd" = stop ]; then
     exit 0
 fi
 
-command -v clamd >/dev/null 2>&1 \
+# /usr/sbin is not on every user's PATH.
+CLAMD=$(command -v clamd 2>/dev/null || echo /usr/sbin/clamd)
+[ -x "$CLAMD" ] \
     || die "clamd is missing (Debian package clamav-daemon): run tests/services/install-deps.sh (as root)"
 command -v od >/dev/null 2>&1 || die "od is missing (coreutils)"
 
@@ -125,7 +127,7 @@ printf '%s\n' "$conf" > "$DIR/clamd.conf"
 [ -z "$user" ] || chown -R "$user" "$DIR"
 
 # clamd must not keep the lock (fd 9) or our output pipes.
-nohup clamd --config-file="$DIR/clamd.conf" </dev/null >"$DIR/stdout" 2>&1 9>&- &
+nohup "$CLAMD" --config-file="$DIR/clamd.conf" </dev/null >"$DIR/stdout" 2>&1 9>&- &
 pid=$!
 echo "$pid" > "$pidfile"
 for _ in $(seq 1 300); do

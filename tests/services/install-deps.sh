@@ -25,7 +25,7 @@ command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v nsd >/dev/null 2>&1 || missing+=(nsd)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
-command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
+command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -56,7 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
     command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
-    command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
+    [ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
