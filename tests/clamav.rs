@@ -268,6 +268,12 @@ fn instream_finds_eicar_in_every_form_and_the_custom_pattern() {
         b"some text RUSTFILTER-TEST-MALWARE-PATTERN-42 more text",
     );
     assert_eq!(send(&f, "pattern", &pattern), PATTERN_FOUND);
+    // The recipe's pattern and name, for tests written against it.
+    let recipe = mail("recipe", b"PYFILTER-TEST-MALWARE-PATTERN-42");
+    assert_eq!(
+        send(&f, "recipe", &recipe),
+        "554 Virus found - Signature is Test.Custom-Pattern.UNOFFICIAL"
+    );
     assert_eq!(send(&f, "clean", &clean()), "200 Ok");
     assert_eq!(send(&f, "empty", b""), "200 Ok");
     assert_eq!(

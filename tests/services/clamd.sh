@@ -17,6 +17,8 @@
 #                              computed here from pieces, so no file of the repository carries
 #                              the EICAR string and no scanner quarantines it.
 #   Rustfilter.Test.Pattern    the text RUSTFILTER-TEST-MALWARE-PATTERN-42 anywhere.
+#   Test.Custom-Pattern        the text PYFILTER-TEST-MALWARE-PATTERN-42 anywhere (the name and
+#                              pattern of the test-services recipe).
 # StreamMaxLength is 1M, small so that tests reach clamd's INSTREAM size limit cheaply.
 # clamd runs as the invoking user (no User line) unless CLAMD_USER names another (root only):
 # then it cannot open files that user may not read, which shows that INSTREAM and FILDES need
@@ -75,7 +77,8 @@ eicar="$eicar-STANDARD-ANTIVIRUS-TEST-FILE!\$H+H*"
 [ ${#eicar} = 68 ] || die "internal: the EICAR string is ${#eicar} bytes, not 68"
 
 ndb="Rustfilter.Test.EICAR:0:*:$(hex "$eicar")
-Rustfilter.Test.Pattern:0:*:$(hex 'RUSTFILTER-TEST-MALWARE-PATTERN-42')"
+Rustfilter.Test.Pattern:0:*:$(hex 'RUSTFILTER-TEST-MALWARE-PATTERN-42')
+Test.Custom-Pattern:0:*:$(hex 'PYFILTER-TEST-MALWARE-PATTERN-42')"
 conf="Foreground yes
 LocalSocket $sock
 LocalSocketMode 666
