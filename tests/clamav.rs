@@ -7,6 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,6 +56,8 @@ fn send(f: &Filter, name: &str, data: &[u8]) -> String {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join(name);
     std::fs::write(&path, data).expect("write message");
+    // As Courier's spool files: only the owner may read it.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let control = f.spool("m", "control-plain");
     f.send(&path, &[&control])
 }
@@ -265,6 +268,12 @@ fn instream_finds_eicar_in_every_form_and_the_custom_pattern() {
         b"some text RUSTFILTER-TEST-MALWARE-PATTERN-42 more text",
     );
     assert_eq!(send(&f, "pattern", &pattern), PATTERN_FOUND);
+    // The recipe's pattern and name, for tests written against it.
+    let recipe = mail("recipe", b"PYFILTER-TEST-MALWARE-PATTERN-42");
+    assert_eq!(
+        send(&f, "recipe", &recipe),
+        "554 Virus found - Signature is Test.Custom-Pattern.UNOFFICIAL"
+    );
     assert_eq!(send(&f, "clean", &clean()), "200 Ok");
     assert_eq!(send(&f, "empty", b""), "200 Ok");
     assert_eq!(
@@ -325,16 +334,31 @@ fn no_clamd_is_451_and_the_detail_is_logged() {
         f.stderr()
     );
     assert!(f.stderr().contains(&missing.display().to_string()));
+
+    // A stale socket file that nobody listens on (clamd crashed): connection refused.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let f = Filter::start(
+        "clamav\n",
+        &format!("[clamav]\nlocal_socket = '{}'\n", stale.display()),
+    );
+    assert_eq!(send(&f, "raw", &mail("raw", &eicar())), UNAVAILABLE);
+    assert!(
+        f.wait_stderr("Connection refused", Duration::from_secs(5)),
+        "{}",
+        f.stderr()
+    );
 }
 
-/// A "clamd" that accepts and reads but never answers.
-fn hung_clamd(dir: &Path) -> (PathBuf, std::thread::JoinHandle<()>) {
+/// A "clamd" that accepts `n` connections and reads but never answers.
+fn hung_clamd(dir: &Path, n: usize) -> (PathBuf, std::thread::JoinHandle<()>) {
     let path = dir.join("hung.sock");
+    let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&path).expect("bind");
     let t = std::thread::spawn(move || {
         let mut held = Vec::new();
-        // Two requests in this test; hold each connection open, reading what comes.
-        for _ in 0..2 {
+        // Hold each connection open, reading what comes.
+        for _ in 0..n {
             let Ok((mut s, _)) = l.accept() else { return };
             let mut buf = [0u8; 4096];
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
@@ -349,7 +373,7 @@ fn hung_clamd(dir: &Path) -> (PathBuf, std::thread::JoinHandle<()>) {
 #[test]
 fn a_hung_clamd_is_451_within_the_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sock, t) = hung_clamd(dir.path());
+    let (sock, t) = hung_clamd(dir.path(), 2);
     let f = Filter::start(
         "clamav\n",
         &format!(
@@ -371,8 +395,25 @@ fn a_hung_clamd_is_451_within_the_timeout() {
         "{}",
         f.stderr()
     );
-    drop(f);
-    let _ = t.join();
+    // Not joined: a listener left waiting must not hang the test.
+    drop((f, t));
+
+    // The message's deadline cuts a longer timeout short.
+    let (sock, t) = hung_clamd(dir.path(), 1);
+    let f = Filter::start(
+        "clamav\n",
+        &format!(
+            "[rustfilter]\nmessage_timeout = 1.0\n[clamav]\nlocal_socket = '{}'\ntimeout = 30\n",
+            sock.display()
+        ),
+    );
+    let start = Instant::now();
+    let reply = send(&f, "deadline", &mail("deadline", &eicar()));
+    let took = start.elapsed();
+    assert!(reply.starts_with("451 4.3.0 "), "{reply}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Not joined: a listener left waiting must not hang the test.
+    drop((f, t));
 }
 
 #[test]
@@ -411,4 +452,109 @@ fn a_message_longer_than_the_stream_limit() {
     exact.extend_from_slice(&eicar());
     assert_eq!(exact.len(), 1048576);
     assert_eq!(send(&f, "exact", &exact), EICAR_FOUND);
+}
+
+/// A second, private clamd (tests/services/clamd.sh on its own directory), stopped on drop.
+/// Run as root, it runs as the user `clamav`, who may not read the test's spool.
+struct PrivateClamd {
+    dir: String,
+}
+
+impl PrivateClamd {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/services/clamd.sh")
+    }
+
+    fn run(&self, action: &str) {
+        let mut cmd = std::process::Command::new(Self::script());
+        cmd.arg(action).arg(&self.dir);
+        if is_root() {
+            cmd.env("CLAMD_USER", "clamav");
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run tests/services/clamd.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "tests/services/clamd.sh {action} {}: {}",
+            self.dir,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(dir: String) -> PrivateClamd {
+        let c = PrivateClamd { dir };
+        c.run("start");
+        c
+    }
+
+    fn socket(&self) -> String {
+        format!("{}/clamd.sock", self.dir)
+    }
+}
+
+impl Drop for PrivateClamd {
+    fn drop(&mut self) {
+        self.run("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(format!("{}.lock", self.dir));
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// clamd's answer to `zSCAN <path>` (clamd opens the file itself, as pythonfilter had it).
+fn scan_by_path(socket: &str, path: &Path) -> String {
+    let mut s = UnixStream::connect(socket).expect("connect to the private clamd");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut cmd = b"zSCAN ".to_vec();
+    cmd.extend_from_slice(path.as_os_str().as_encoded_bytes());
+    cmd.push(0);
+    s.write_all(&cmd).expect("send");
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn a_clamd_without_spool_access_and_its_restart() {
+    let clamd = PrivateClamd::start(format!("/tmp/rustfilter-clamd-t{}", std::process::id()));
+    let instream = Filter::start(
+        "clamav\n",
+        &format!("[clamav]\nlocal_socket = '{}'\n", clamd.socket()),
+    );
+    let fildes = Filter::start(
+        "clamav\n",
+        &format!(
+            "[clamav]\nlocal_socket = '{}'\nscan_mode = 'fildes'\n",
+            clamd.socket()
+        ),
+    );
+    let virus = mail("virus", &eicar());
+    assert_eq!(send(&instream, "virus", &virus), EICAR_FOUND);
+    assert_eq!(send(&fildes, "virus", &virus), EICAR_FOUND);
+    assert_eq!(send(&fildes, "clean", &clean()), "200 Ok");
+    if is_root() {
+        // clamd runs as `clamav` and cannot open the spool file (0600, root's) by name: the
+        // scans above did not need it to.
+        let path = fildes.localstatedir().join("tmp/m/virus");
+        let reply = scan_by_path(&clamd.socket(), &path);
+        assert!(
+            reply.ends_with(" ERROR\0") && reply.contains("denied"),
+            "{reply:?}"
+        );
+    }
+
+    // clamd stopped: deferred, not accepted.
+    clamd.run("stop");
+    assert_eq!(send(&instream, "virus2", &virus), UNAVAILABLE);
+    assert_eq!(send(&fildes, "clean2", &clean()), UNAVAILABLE);
+    // Back again: the filter needs no restart.
+    clamd.run("start");
+    assert_eq!(send(&instream, "virus3", &virus), EICAR_FOUND);
+    assert_eq!(send(&fildes, "clean3", &clean()), "200 Ok");
 }

@@ -7,9 +7,9 @@
 //! message's deadline); a scanner that is missing, hung, reports an error or answers garbage
 //! gives `451 4.3.0 Virus scanner unavailable, try again later` (details in the log), never the
 //! reference's `430 Virus scanner error: <text>` and never an accept; `action` must be `reject`
-//! or `quarantine` (the reference quarantines on any other value); without `local_socket` the
-//! `LocalSocket` of clamd.conf is looked up once, when the module is built, and not finding one
-//! is a configuration error.
+//! or `quarantine` (the reference quarantines on any other value). Without `local_socket` the
+//! `LocalSocket` of clamd.conf is looked up for each message, as the reference does (not
+//! finding it is logged and gives the same 451; a warning at start-up says so early).
 //!
 //! INSTREAM sends at most `stream_max_length` bytes (keep it at or below clamd's
 //! StreamMaxLength): the rest of a longer message is not scanned, and that is logged. clamd's
@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
 use crate::filter::{Context, Filter, FilterError, FilterResult, Verdict};
-use crate::net::clamd::{Clamd, DEFAULT_STREAM_MAX, ScanResult, Timeouts};
+use crate::net::clamd::{Clamd, ClamdError, DEFAULT_STREAM_MAX, ScanResult, Timeouts};
 use crate::quarantine::{Quarantine, QuarantineConfig};
 
 pub const UNAVAILABLE: &str = "451 4.3.0 Virus scanner unavailable, try again later";
@@ -48,7 +48,10 @@ pub enum ScanMode {
 }
 
 pub struct Clamav {
-    clamd: Clamd,
+    /// `local_socket`; `None`: look in `clamd_confs` for each message.
+    socket: Option<PathBuf>,
+    clamd_confs: Vec<String>,
+    timeouts: Timeouts,
     mode: ScanMode,
     stream_max_length: u64,
     /// Set when `action = 'quarantine'`.
@@ -111,40 +114,49 @@ impl Clamav {
             Some(s) if s.is_empty() => {
                 return Err(sec.error("local_socket", "must not be empty"));
             }
-            Some(s) => PathBuf::from(s),
-            None => find_local_socket(clamd_confs).map_err(|m| sec.error("local_socket", m))?,
+            Some(s) => Some(PathBuf::from(s)),
+            None => {
+                // Not an error yet: clamd may be installed later, or the module unused.
+                if let Err(m) = find_local_socket(clamd_confs) {
+                    log::warn!(
+                        "clamav: local_socket {m}; messages are deferred until there is one"
+                    );
+                }
+                None
+            }
         };
         super::initialized("clamav");
         Ok(Clamav {
-            clamd: Clamd::new(
-                socket,
-                Timeouts::from_total(Duration::from_secs_f64(timeout)),
-            ),
+            socket,
+            clamd_confs: clamd_confs.iter().map(|c| c.to_string()).collect(),
+            timeouts: Timeouts::from_total(Duration::from_secs_f64(timeout)),
             mode,
             stream_max_length,
             quarantine,
         })
     }
 
-    fn scan(&self, ctx: &Context<'_>) -> Result<Result<ScanResult, String>, FilterError> {
+    /// The socket: `local_socket`, else clamd.conf's `LocalSocket` (read now).
+    fn clamd(&self) -> Result<Clamd, String> {
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => {
+                let confs: Vec<&str> = self.clamd_confs.iter().map(String::as_str).collect();
+                find_local_socket(&confs).map_err(|m| format!("local_socket {m}"))?
+            }
+        };
+        Ok(Clamd::new(socket, self.timeouts))
+    }
+
+    /// A message that cannot be opened or read is [`ClamdError::Source`].
+    fn scan(&self, clamd: &Clamd, ctx: &Context<'_>) -> Result<ScanResult, ClamdError> {
         let path = ctx.message.path();
-        let mut file = File::open(path)
-            .map_err(|e| FilterError::new(format!("cannot open {}: {e}", path.display())))?;
-        let scanned = match self.mode {
-            ScanMode::Fildes => self.clamd.fildes(&file, ctx.deadline),
-            ScanMode::Instream => {
-                let mut reader = SourceErrors::new(&mut file);
-                let r = self
-                    .clamd
-                    .instream(&mut reader, self.stream_max_length, ctx.deadline);
-                // A message that cannot be read is not the scanner's fault.
-                if let Some(e) = reader.error {
-                    return Err(FilterError::new(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    )));
-                }
-                r.map(|scan| {
+        let mut file = File::open(path).map_err(ClamdError::Source)?;
+        match self.mode {
+            ScanMode::Fildes => clamd.fildes(&file, ctx.deadline),
+            ScanMode::Instream => clamd
+                .instream(&mut file, self.stream_max_length, ctx.deadline)
+                .map(|scan| {
                     if scan.truncated {
                         log::warn!(
                             "clamav: {}: only the first {} bytes were scanned (stream_max_length)",
@@ -153,23 +165,35 @@ impl Clamav {
                         );
                     }
                     scan.result
-                })
-            }
-        };
-        Ok(scanned.map_err(|e| e.to_string()))
+                }),
+        }
     }
 }
 
 impl Filter for Clamav {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
-        let virus = match self.scan(ctx)? {
+        let clamd = match self.clamd() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("clamav: {e}");
+                return Ok(Verdict::reply(UNAVAILABLE));
+            }
+        };
+        let virus = match self.scan(&clamd, ctx) {
             Ok(ScanResult::Clean) => return Ok(Verdict::Continue),
             Ok(ScanResult::Found(virus)) => virus,
+            // Not the scanner's fault: a module failure (DECISIONS §3).
+            Err(ClamdError::Source(e)) => {
+                return Err(FilterError::new(format!(
+                    "cannot read {}: {e}",
+                    ctx.message.path().display()
+                )));
+            }
             Err(e) => {
                 log::error!(
                     "clamav: {} (socket {}, message {})",
                     e,
-                    self.clamd.socket().display(),
+                    clamd.socket().display(),
                     ctx.message.path().display()
                 );
                 return Ok(Verdict::reply(UNAVAILABLE));
@@ -183,28 +207,6 @@ impl Filter for Clamav {
             .map_err(|e| FilterError::new(format!("cannot quarantine ({virus}): {e}")))?;
         log::info!("clamav: virus {virus} found, message quarantined as {id}");
         Ok(Verdict::reply(QUARANTINED))
-    }
-}
-
-/// Keeps the first read error of the message file, to tell it apart from a scanner error.
-struct SourceErrors<'a> {
-    inner: &'a mut dyn Read,
-    error: Option<io::Error>,
-}
-
-impl<'a> SourceErrors<'a> {
-    fn new(inner: &'a mut dyn Read) -> SourceErrors<'a> {
-        SourceErrors { inner, error: None }
-    }
-}
-
-impl Read for SourceErrors<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted && self.error.is_none() {
-                self.error = Some(io::Error::new(e.kind(), e.to_string()));
-            }
-        })
     }
 }
 
@@ -267,7 +269,7 @@ mod tests {
     #[test]
     fn keys_and_defaults() {
         let c = from_text("[clamav]\nlocal_socket = '/run/c.sock'\n", &[]).expect("builds");
-        assert_eq!(c.clamd.socket(), Path::new("/run/c.sock"));
+        assert_eq!(c.socket.as_deref(), Some(Path::new("/run/c.sock")));
         assert_eq!(c.mode, ScanMode::Instream);
         assert_eq!(c.stream_max_length, 25 * 1024 * 1024);
         assert!(c.quarantine.is_none());
@@ -325,14 +327,18 @@ mod tests {
             Ok(PathBuf::from("/run/a.ctl"))
         );
         let c = from_text("[clamav]\n", &[a_s]).expect("builds");
-        assert_eq!(c.clamd.socket(), Path::new("/run/a.ctl"));
-        assert!(
-            from_text(
-                "[clamav]\n",
-                &[dir.path().join("none").to_str().expect("utf8")]
-            )
-            .is_err()
+        assert_eq!(c.clamd().expect("found").socket(), Path::new("/run/a.ctl"));
+        // Looked up for each message: a change counts at once.
+        std::fs::write(&a, "LocalSocket /run/changed.ctl\n").expect("write");
+        assert_eq!(
+            c.clamd().expect("found").socket(),
+            Path::new("/run/changed.ctl")
         );
+        // No clamd.conf: the module builds, and each message is deferred.
+        let none = dir.path().join("none");
+        let c = from_text("[clamav]\n", &[none.to_str().expect("utf8")]).expect("builds");
+        let fx = Fixture::new(CONTROL, "Subject: hi\n\nbody\n", &[]);
+        assert_eq!(fx.run(&c).expect("runs"), Verdict::reply(UNAVAILABLE));
     }
 
     /// A fake clamd answering one request with `reply`.
@@ -404,5 +410,21 @@ mod tests {
         .expect("builds");
         let fx = Fixture::new(CONTROL, "Subject: hi\n\nbody\n", &[]);
         assert_eq!(fx.run(&c).expect("runs"), Verdict::reply(UNAVAILABLE));
+    }
+
+    #[test]
+    fn an_unreadable_message_is_a_module_failure() {
+        let (_d, sock, _t) = fake_clamd(b"stream: OK\0");
+        for mode in ["instream", "fildes"] {
+            let c = from_text(
+                &format!("[clamav]\nlocal_socket = '{sock}'\nscan_mode = '{mode}'\n"),
+                &[],
+            )
+            .expect("builds");
+            let fx = Fixture::new(CONTROL, "Subject: hi\n\nbody\n", &[]);
+            std::fs::remove_file(&fx.data).expect("rm");
+            let e = fx.run(&c).expect_err("fails");
+            assert!(e.0.contains("cannot read"), "{e}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 #
 #   tests/services/clamd.sh start [DIR]   (default /tmp/rustfilter-clamd; socket DIR/clamd.sock)
 #   tests/services/clamd.sh stop  [DIR]
+#   CLAMD_USER=clamav tests/services/clamd.sh start DIR   (as root: clamd drops to that user)
 #
 # start: write DIR/db/rustfilter-test.ndb (two body-pattern signatures, below) and DIR/clamd.conf,
 # and run clamd in the foreground in the background. Returns at once when that clamd is already
@@ -16,8 +17,12 @@
 #                              computed here from pieces, so no file of the repository carries
 #                              the EICAR string and no scanner quarantines it.
 #   Rustfilter.Test.Pattern    the text RUSTFILTER-TEST-MALWARE-PATTERN-42 anywhere.
+#   Test.Custom-Pattern        the text PYFILTER-TEST-MALWARE-PATTERN-42 anywhere (the name and
+#                              pattern of the test-services recipe).
 # StreamMaxLength is 1M, small so that tests reach clamd's INSTREAM size limit cheaply.
-# clamd runs as the invoking user (no User line); as root it can read any file passed to it.
+# clamd runs as the invoking user (no User line) unless CLAMD_USER names another (root only):
+# then it cannot open files that user may not read, which shows that INSTREAM and FILDES need
+# no access to the spool.
 set -euo pipefail
 
 say() { echo "clamd.sh: $*" >&2; }
@@ -59,7 +64,9 @@ if [ "$cmd" = stop ]; then
     exit 0
 fi
 
-command -v clamd >/dev/null 2>&1 \
+# /usr/sbin is not on every user's PATH.
+CLAMD=$(command -v clamd 2>/dev/null || echo /usr/sbin/clamd)
+[ -x "$CLAMD" ] \
     || die "clamd is missing (Debian package clamav-daemon): run tests/services/install-deps.sh (as root)"
 command -v od >/dev/null 2>&1 || die "od is missing (coreutils)"
 
@@ -70,7 +77,8 @@ eicar="$eicar-STANDARD-ANTIVIRUS-TEST-FILE!\$H+H*"
 [ ${#eicar} = 68 ] || die "internal: the EICAR string is ${#eicar} bytes, not 68"
 
 ndb="Rustfilter.Test.EICAR:0:*:$(hex "$eicar")
-Rustfilter.Test.Pattern:0:*:$(hex 'RUSTFILTER-TEST-MALWARE-PATTERN-42')"
+Rustfilter.Test.Pattern:0:*:$(hex 'RUSTFILTER-TEST-MALWARE-PATTERN-42')
+Test.Custom-Pattern:0:*:$(hex 'PYFILTER-TEST-MALWARE-PATTERN-42')"
 conf="Foreground yes
 LocalSocket $sock
 LocalSocketMode 666
@@ -83,6 +91,13 @@ SelfCheck 0
 StreamMaxLength 1M
 CommandReadTimeout 5
 ReadTimeout 5"
+user=${CLAMD_USER:-}
+if [ -n "$user" ]; then
+    [ "$(id -u)" = 0 ] || die "CLAMD_USER needs root"
+    id "$user" >/dev/null 2>&1 || die "CLAMD_USER: no user $user"
+    conf="$conf
+User $user"
+fi
 sum=$(printf '%s\n%s\n' "$ndb" "$conf" | md5sum | cut -d' ' -f1)
 
 ping() {
@@ -111,9 +126,11 @@ rm -f "$DIR"/db/*
 printf '%s\n' "$ndb" > "$DIR/db/rustfilter-test.ndb"
 printf '%s\n' "$conf" > "$DIR/clamd.conf"
 : > "$DIR/clamd.log"
+# clamd drops to the user before it binds the socket and writes its log and temporary files.
+[ -z "$user" ] || chown -R "$user" "$DIR"
 
 # clamd must not keep the lock (fd 9) or our output pipes.
-nohup clamd --config-file="$DIR/clamd.conf" </dev/null >"$DIR/stdout" 2>&1 9>&- &
+nohup "$CLAMD" --config-file="$DIR/clamd.conf" </dev/null >"$DIR/stdout" 2>&1 9>&- &
 pid=$!
 echo "$pid" > "$pidfile"
 for _ in $(seq 1 300); do

@@ -26,17 +26,17 @@ command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v nsd >/dev/null 2>&1 || missing+=(nsd)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
-command -v spamd >/dev/null 2>&1 || missing+=(spamd)
+command -v spamd >/dev/null 2>&1 || [ -x /usr/sbin/spamd ] || missing+=(spamd)
 command -v spamc >/dev/null 2>&1 || missing+=(spamc)
 dpkg -s spamassassin >/dev/null 2>&1 || missing+=(spamassassin)
-command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
+command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
     # A policy-rc.d that says "no" keeps the postinst scripts from starting Courier
-    # on port 25 (or nsd on port 53, the system clamd and freshclam) with its default configuration. Only ours is removed afterwards.
+    # on port 25 (or nsd on port 53) with its default configuration. Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     created_policy=
     if [ ! -e "$policy" ]; then
@@ -60,9 +60,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     dpkg -s courier-mta >/dev/null 2>&1 || die "courier-mta is still not installed"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || die "postgresql-15 is still not installed"
     command -v nsd >/dev/null 2>&1 || die "nsd is still not installed"
-    command -v spamd >/dev/null 2>&1 || die "spamd is still not installed"
+    [ -x /usr/sbin/spamd ] || command -v spamd >/dev/null 2>&1 || die "spamd is still not installed"
     command -v spamc >/dev/null 2>&1 || die "spamc is still not installed"
-    command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
+    [ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || die "clamd (clamav-daemon) is still not installed"
 fi
 
 # rustfmt / clippy: only when a cargo is there to use them (the Courier scripts call
