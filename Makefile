@@ -85,7 +85,7 @@ test:
 		tests/services/$$s.sh start || { for t in $$started; do tests/services/$$t.sh stop; done; exit 1; }; \
 		started="$$s $$started"; \
 	done; \
-	$(CARGO) test --release -- --test-threads=$(TEST_THREADS); \
+	$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS); \
 		rc=$$?; for t in $$started; do tests/services/$$t.sh stop; done; exit $$rc
 	$(MAKE) check
 
