@@ -239,9 +239,11 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
             .map_err(|_| io::Error::other("NUL in a path"))
     };
     let (cf, ct) = (c(from)?, c(to)?);
+    // The raw system call: Debian 12's musl (the static build) has no renameat2 wrapper.
     // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them as given.
     let rc = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             cf.as_ptr(),
             libc::AT_FDCWD,
