@@ -478,6 +478,97 @@ fn a_rewrite_on_a_full_disk_tempfails_and_leaves_the_spool_file_intact() {
     drop(mount);
 }
 
+/// Free bytes on the file system of `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a NUL-terminated path and st a valid statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &raw mut st) };
+    assert_eq!(rc, 0, "statvfs: {}", std::io::Error::last_os_error());
+    st.f_bavail * st.f_frsize
+}
+
+const PAGE: u64 = 4096;
+
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE)
+}
+
+/// The disk has room for the rewritten copy but not for the spool file to grow as well: the
+/// rewrite tempfails with the spool file exactly as it was (not half overwritten) and no
+/// temporary file left behind.
+#[test]
+fn a_growing_rewrite_on_a_nearly_full_disk_leaves_the_spool_file_intact() {
+    require_root();
+    let sig_dir = tempfile::tempdir().expect("tempdir");
+    let sig = sig_dir.path().join("signature.txt");
+    std::fs::write(&sig, "-- \nBob Example\n").expect("signature");
+    let f = Filter::start(
+        "add_signature\n",
+        &format!(
+            "[add_signature]\ndomains = {{'example.com': '{}'}}\n",
+            sig.display()
+        ),
+    );
+    // Just under a page, so that the signature makes it one page longer.
+    let mut original = b"From: Bob <bob@example.com>\nTo: e2e@e2e.test\nSubject: near\n\n".to_vec();
+    while original.len() < PAGE as usize - 100 {
+        original.extend_from_slice(b"0123456789 0123456789 0123456789 0123456789\n");
+    }
+    let auth =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spam/control-auth"))
+            .expect("control-auth fixture");
+
+    // The size of the rewritten message, on a disk with room.
+    let roomy = f.localstatedir().join("tmp/roomy");
+    std::fs::create_dir_all(&roomy).expect("mkdir");
+    std::fs::write(roomy.join("D"), &original).expect("data");
+    std::fs::write(roomy.join("C"), &auth).expect("control");
+    assert_eq!(f.send(&roomy.join("D"), &[&roomy.join("C")]), "200 Ok");
+    let new_len = std::fs::metadata(roomy.join("D")).expect("stat").len();
+    assert!(
+        pages(new_len) > pages(original.len() as u64),
+        "{new_len} bytes: the rewrite does not grow the file by a page"
+    );
+
+    let dir = f.localstatedir().join("tmp/near");
+    let mount = Mount::tmpfs(&dir, "256k");
+    std::fs::write(dir.join("D"), &original).expect("data");
+    std::fs::write(dir.join("C"), &auth).expect("control");
+    // Exactly room for the temporary copy.
+    let filler_len = free_bytes(&dir) - pages(new_len) * PAGE;
+    let filler = dir.join("filler");
+    std::fs::write(&filler, vec![0x5a; filler_len as usize]).expect("filler");
+    assert_eq!(free_bytes(&dir), pages(new_len) * PAGE);
+
+    assert_eq!(
+        f.send(&dir.join("D"), &[&dir.join("C")]),
+        "451 4.3.0 Temporary failure in add_signature, try again later",
+        "{}",
+        f.stderr()
+    );
+    assert!(
+        std::fs::read(dir.join("D")).expect("read") == original,
+        "spool file changed"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .expect("readdir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["C", "D", "filler"]);
+
+    std::fs::remove_file(filler).expect("rm filler");
+    assert_eq!(f.send(&dir.join("D"), &[&dir.join("C")]), "200 Ok");
+    assert_eq!(
+        std::fs::metadata(dir.join("D")).expect("stat").len(),
+        new_len
+    );
+    drop(f);
+    drop(mount);
+}
+
 // ---- clamd --------------------------------------------------------------------------------
 
 /// A slow clamd: an answer inside the timeout is used (the message waits for it); one that

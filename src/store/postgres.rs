@@ -697,7 +697,8 @@ fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
             config.host.trim_end_matches('/'),
             config.port
         );
-        let s = UnixStream::connect(&path)
+        // Bounded: a server whose listen queue is full would otherwise block us for good.
+        let s = crate::net::clamd::connect_unix(std::path::Path::new(&path), CONNECT_TIMEOUT)
             .map_err(|e| lost(format!("PostgreSQL: cannot connect to {path}: {e}")))?;
         Stream::Unix(s)
     } else {
