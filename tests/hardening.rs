@@ -262,3 +262,32 @@ fn oversized_spool_files_are_refused_cleanly() {
     // The worker lives on.
     assert_eq!(f.send(&data, &[&control]), "200 Ok", "{}", f.stderr());
 }
+
+/// Untrusted text never reaches an argv: AUTH names that would be options (`-oQ…`) or split
+/// into several arguments (blanks, control characters) get no Sent-folder copy (logged), so
+/// Courier's sendmail is not run with them. (The argv itself — recipients after `--`, `-f`
+/// only for a valid sender — is checked in src/courier/sendmail.rs's unit tests; SMTP and
+/// authdaemon lines refuse CR/LF in theirs.)
+#[test]
+fn untrusted_auth_names_reach_no_sendmail_argv() {
+    let f = Filter::start("sentfolder\n", "[sentfolder]\nsiteid = 'hardening-site'\n");
+    for (i, auth) in ["-oQ/tmp/evil", "-bd", "a b", "x\tRCPT", "x\rDATA"]
+        .iter()
+        .enumerate()
+    {
+        let ctl = format!(
+            "{}i{auth}\n",
+            control("a@remote.example", &["u@e2e.test"], Some("192.0.2.1"))
+        );
+        let (d, c) = message(&f, &format!("m{i}"), &ctl);
+        assert_eq!(send(&f.socket_path(), &d, &c), "200 Ok", "{auth:?}");
+        assert!(
+            f.wait_stderr(
+                &format!("{:?} is not a usable address", format!("{auth}@mail.e2e.test")),
+                Duration::from_secs(5)
+            ),
+            "{auth:?}:\n{}",
+            f.stderr()
+        );
+    }
+}
