@@ -283,11 +283,59 @@ fn untrusted_auth_names_reach_no_sendmail_argv() {
         assert_eq!(send(&f.socket_path(), &d, &c), "200 Ok", "{auth:?}");
         assert!(
             f.wait_stderr(
-                &format!("{:?} is not a usable address", format!("{auth}@mail.e2e.test")),
+                &format!(
+                    "{:?} is not a usable address",
+                    format!("{auth}@mail.e2e.test")
+                ),
                 Duration::from_secs(5)
             ),
             "{auth:?}:\n{}",
             f.stderr()
         );
     }
+}
+
+/// Something that is not a sane PostgreSQL server (a wrong port, a server gone wrong) sends a
+/// message header announcing 1 GiB and then streams: the store refuses it at the header,
+/// after reading a few KiB, instead of buffering it. (Every other reply is bounded the same
+/// way: clamd, spamc, authdaemon, SMTP and DNS in their unit tests.)
+#[test]
+fn a_postgres_message_over_the_limit_is_refused_at_its_header() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || -> usize {
+        let Ok((mut s, _)) = listener.accept() else {
+            return 0;
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+        let mut startup = [0u8; 512];
+        let _ = s.read(&mut startup);
+        // 'R' (authentication) of 1 GiB, then data until the client hangs up.
+        let mut sent = 0;
+        let mut header = vec![b'R'];
+        header.extend_from_slice(&(1u32 << 30).to_be_bytes());
+        if s.write_all(&header).is_err() {
+            return sent;
+        }
+        let block = [0u8; 8192];
+        while sent < 1 << 30 {
+            match s.write(&block) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let config = rustfilter::store::testing::filter_config(port, "filterdb");
+    let t = Instant::now();
+    let err = rustfilter::store::postgres::PgBackend::connect(&config)
+        .err()
+        .expect("refused");
+    assert!(err.message.contains("protocol error"), "{err}");
+    assert!(err.message.contains("1073741824 bytes announced"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let sent = server.join().expect("server");
+    // What the kernel buffers, not the announced size.
+    assert!(sent < 16 << 20, "{sent} bytes were taken in");
 }
