@@ -1,5 +1,6 @@
-//! Faults under the real Courier MTA (issue 9 items 1 and 4): Courier and the filter restarted
-//! while mail streams in over SMTP: every message that got `250` is delivered exactly once,
+//! Faults under the real Courier MTA (issue 9 items 1 and 4): a worker SIGKILLed mid-message
+//! (Courier tempfails it with `432`, the master has a new worker within 100 ms); Courier and
+//! the filter restarted while mail streams in over SMTP: every message that got `250` is delivered exactly once,
 //! none is lost, and nothing that was refused is delivered. Also what the filter runs as:
 //! user and group courier, no supplementary root group, no capabilities, its socket 0660
 //! courier:courier.
@@ -36,6 +37,10 @@ enum Outcome {
 
 /// One SMTP transaction that never panics: the harness's client asserts every step.
 fn try_send(token: &str, extra_headers: &str) -> Outcome {
+    try_send_from("friend@example.org", token, extra_headers)
+}
+
+fn try_send_from(sender: &str, token: &str, extra_headers: &str) -> Outcome {
     let result = (|| -> Result<Outcome, String> {
         let stream = TcpStream::connect_timeout(
             &std::net::SocketAddr::from(([127, 0, 0, 1], PORT)),
@@ -74,7 +79,7 @@ fn try_send(token: &str, extra_headers: &str) -> Outcome {
         let steps: [(Option<String>, u16); 5] = [
             (None, 220),
             (Some("EHLO client.example".into()), 250),
-            (Some("MAIL FROM:<friend@example.org>".into()), 250),
+            (Some(format!("MAIL FROM:<{sender}>")), 250),
             (Some(format!("RCPT TO:<{RCPT}>")), 250),
             (Some("DATA".into()), 354),
         ];
@@ -160,6 +165,54 @@ fn check_privileges(uid: u32, gid: u32) {
     );
 }
 
+/// The name server the filter's spfcheck asks: NXDOMAIN for every name (SPF `none`: no
+/// decision), except that a question about `hang.example` is never answered; its source port
+/// goes to `hung`, so the test can find the worker that waits.
+fn start_name_server() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<u16>) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = sock.local_addr().expect("addr");
+    let (tx, hung) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                return;
+            };
+            if n < 12 {
+                continue;
+            }
+            let q = &buf[..n];
+            if q.windows(5).any(|w| w.eq_ignore_ascii_case(b"\x04hang")) {
+                let _ = tx.send(from.port());
+                continue;
+            }
+            let mut r = q.to_vec();
+            r[2] |= 0x80;
+            r[3] = (r[3] & 0xf0) | 3;
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    (addr, hung)
+}
+
+/// The filter process that owns the UDP socket bound to 127.0.0.1:`port`.
+fn pid_of_udp_port(port: u16) -> Option<u32> {
+    let table = fs::read_to_string("/proc/net/udp").ok()?;
+    let inode = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = f.get(1)?.split(':').nth(1)?;
+        (u16::from_str_radix(local_port, 16).ok()? == port)
+            .then(|| f.get(9).map(|s| s.to_string()))?
+    })?;
+    let link = format!("socket:[{inode}]");
+    filter_pids().into_iter().find(|pid| {
+        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == link.as_str()))
+        })
+    })
+}
+
 #[test]
 fn courier_and_the_filter_restarted_under_load_lose_no_mail() {
     // SAFETY: geteuid has no preconditions.
@@ -172,8 +225,13 @@ fn courier_and_the_filter_restarted_under_load_lose_no_mail() {
     let conf = tempfile::tempdir().expect("tempdir");
     let chain = conf.path().join("rustfilter.conf");
     let modules = conf.path().join("rustfilter-modules.conf");
-    fs::write(&chain, "deliveredto\n").expect("chain");
-    fs::write(&modules, "").expect("modules");
+    let (dns, hung) = start_name_server();
+    fs::write(&chain, "spfcheck\ndeliveredto\n").expect("chain");
+    fs::write(
+        &modules,
+        format!("[dns]\nnameservers = ['{dns}']\ntimeout = 20\nattempts = 1\n"),
+    )
+    .expect("modules");
     for (p, mode) in [(conf.path(), 0o755), (&chain, 0o644), (&modules, 0o644)] {
         // courier must be able to read them.
         fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
@@ -189,6 +247,46 @@ fn courier_and_the_filter_restarted_under_load_lose_no_mail() {
     assert!(matches!(try_send(&first, ""), Outcome::Accepted));
     wait_for_delivery(&maildir, &first);
 
+    // ---- a worker SIGKILLed mid-message ----------------------------------------------------
+    // The message's SPF lookup never gets an answer: its worker is busy with it when killed.
+    let killed_token = unique("killed");
+    let client = {
+        let token = killed_token.clone();
+        std::thread::spawn(move || try_send_from("someone@hang.example", &token, ""))
+    };
+    let port = hung
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the filter never asked about hang.example");
+    let busy = pid_of_udp_port(port).expect("the worker that asked");
+    let pool = filter_pids();
+    let killed = Instant::now();
+    // SAFETY: a worker of the filter under test.
+    unsafe { libc::kill(busy as i32, libc::SIGKILL) };
+    let replaced = loop {
+        let now = filter_pids();
+        if now.len() == pool.len() && !now.contains(&busy) {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "not replaced: {now:?}"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    };
+    let outcome = client.join().expect("client");
+    eprintln!("worker {busy} killed: the SMTP client got {outcome:?}; replaced after {replaced:?}");
+    match &outcome {
+        // Courier's own tempfail for a filter that answered nothing.
+        Outcome::Refused(r) if r == "432 Mail filters temporarily unavailable." => {}
+        other => panic!("a message whose worker was killed: {other:?}"),
+    }
+    assert!(replaced < Duration::from_millis(100), "{replaced:?}");
+    let after = unique("after-kill");
+    assert!(matches!(try_send(&after, ""), Outcome::Accepted));
+    wait_for_delivery(&maildir, &after);
+    assert!(maildir_hits(&maildir, &killed_token).is_empty());
+
+    // ---- restarts under load ----------------------------------------------------------------
     // The load: 4 clients sending one message after another.
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes: Arc<Mutex<Vec<(String, Outcome)>>> = Arc::new(Mutex::new(Vec::new()));
