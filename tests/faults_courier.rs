@@ -1,9 +1,9 @@
 //! Faults under the real Courier MTA (issue 9 items 1 and 4): a worker SIGKILLed mid-message
 //! (Courier tempfails it with `432`, the master has a new worker within 100 ms); Courier and
-//! the filter restarted while mail streams in over SMTP: every message that got `250` is delivered exactly once,
-//! none is lost, and nothing that was refused is delivered. Also what the filter runs as:
-//! user and group courier, no supplementary root group, no capabilities, its socket 0660
-//! courier:courier.
+//! the filter restarted while mail streams in over SMTP: every message that got `250` is
+//! delivered exactly once, none is lost, and nothing that was refused is delivered. Also what
+//! the filter runs as: user and group courier, no supplementary root group, no capabilities,
+//! its socket 0660 courier:courier.
 //!
 //! Courier is one per machine: one test function, under the harness's lock file; Courier is
 //! brought down at the end. Needs root.
