@@ -339,3 +339,107 @@ fn a_postgres_message_over_the_limit_is_refused_at_its_header() {
     // What the kernel buffers, not the announced size.
     assert!(sent < 16 << 20, "{sent} bytes were taken in");
 }
+
+/// A sender that would break an SMTP dialogue (CR, `>`, control characters, a command of its
+/// own) never reaches a call-out: dialback answers `501 Envelope sender is invalid`
+/// before it even asks the DNS for the domain's mail servers (the name server here counts
+/// the questions).
+#[test]
+fn untrusted_senders_reach_no_smtp_callout() {
+    let dns = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    dns.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let modules = format!(
+        "[dns]\nnameservers = ['{}']\ntimeout = 0.2\nattempts = 1\n",
+        dns.local_addr().expect("addr")
+    );
+    let f = stateful::start("dialback\n", &modules, &Backend::Sqlite, 2);
+    for (i, sender) in [
+        "a\r@evil.example",
+        "a>@evil.example",
+        "a\t@evil.example",
+        "a\u{7f}@evil.example",
+        "a@evil.example>\rRCPT TO:<victim@evil.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (d, c) = message(
+            &f,
+            &format!("s{i}"),
+            &control(sender, &["u@e2e.test"], Some("192.0.2.1")),
+        );
+        assert_eq!(
+            send(&f.socket_path(), &d, &c),
+            "501 Envelope sender is invalid",
+            "{sender:?}"
+        );
+    }
+    let mut buf = [0u8; 512];
+    assert!(
+        dns.recv_from(&mut buf).is_err(),
+        "a DNS question was asked for an invalid sender"
+    );
+}
+
+/// A local sender with blanks or control characters is never put into an authdaemon request
+/// line: localsenders counts it as not existing without a connection to authdaemond, while a
+/// clean one is asked (the listener here answers `FAIL`).
+#[test]
+fn untrusted_senders_reach_no_authdaemon_line() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("authdaemon.sock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let f = Filter::start(
+        "localsenders\n",
+        &format!("[authdaemon]\nsocket_path = '{}'\n", path.display()),
+    );
+    for (i, sender) in [
+        "a b@e2e.test",
+        "a\tPRE@e2e.test",
+        "a\u{1}@e2e.test",
+        "a\r@e2e.test",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (d, c) = message(
+            &f,
+            &format!("s{i}"),
+            &control(sender, &["u@e2e.test"], Some("192.0.2.1")),
+        );
+        assert_eq!(
+            send(&f.socket_path(), &d, &c),
+            format!("517 Sender does not exist: {sender}"),
+            "{sender:?}"
+        );
+        assert!(
+            listener.accept().is_err(),
+            "{sender:?} was sent to authdaemond"
+        );
+    }
+
+    // A clean sender is looked up: one request line, answered FAIL.
+    let answer = std::thread::spawn(move || {
+        listener.set_nonblocking(false).expect("blocking");
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let _ = s.write_all(b"FAIL\n");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let (d, c) = message(
+        &f,
+        "clean",
+        &control("clean@e2e.test", &["u@e2e.test"], Some("192.0.2.1")),
+    );
+    assert_eq!(
+        send(&f.socket_path(), &d, &c),
+        "517 Sender does not exist: clean@e2e.test"
+    );
+    assert_eq!(answer.join().expect("listener"), "PRE . smtp clean\n");
+}
