@@ -301,7 +301,7 @@ fn sqlite_locked_by_another_process_tempfails_then_recovers() {
         "tempfailed after {took:?}"
     );
     assert!(
-        f.wait_stderr("locked", Duration::from_secs(5)),
+        f.wait_stderr("database is locked", Duration::from_secs(5)),
         "{}",
         f.stderr()
     );
@@ -413,7 +413,7 @@ fn sqlite_disk_full_tempfails_then_recovers() {
     }
     assert!(tempfails > 0, "no write failed on a full disk");
     assert!(
-        f.wait_stderr("full", Duration::from_secs(5)),
+        f.wait_stderr("database or disk is full", Duration::from_secs(5)),
         "{}",
         f.stderr()
     );
