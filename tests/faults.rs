@@ -749,7 +749,8 @@ fn a_worker_killed_mid_message_is_replaced_within_100_ms() {
     assert_eq!(client.join().expect("client"), "", "a reply after SIGKILL");
     eprintln!("worker replaced after {replaced:?}, next message answered after {served:?}");
     assert!(replaced < Duration::from_millis(100), "{replaced:?}");
-    assert!(served < Duration::from_millis(500), "{served:?}");
+    // The next message includes a real scan by the shared clamd: a looser bound.
+    assert!(served < Duration::from_secs(2), "{served:?}");
     assert!(
         f.wait_stderr(
             &format!("worker {busy} killed by signal 9"),
