@@ -577,13 +577,13 @@ fn a_growing_rewrite_on_a_nearly_full_disk_leaves_the_spool_file_intact() {
 #[test]
 fn a_slow_clamd_inside_and_outside_the_timeout() {
     let proxy = ClampProxy::start(Behaviour::Delay(Duration::from_millis(800)));
-    let f = Filter::start("clamav\n", &proxy.modules(2.0));
+    let f = Filter::start("clamav\n", &proxy.modules(5.0));
     let (d, c) = clean_message(&f, "in");
     let t = Instant::now();
     assert_eq!(f.send(&d, &[&c]), "200 Ok", "{}", f.stderr());
     let took = t.elapsed();
     assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(2),
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
         "{took:?}"
     );
     drop(f);
