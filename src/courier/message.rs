@@ -6,6 +6,7 @@
 use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -136,6 +137,29 @@ pub fn header_layout(data: &[u8]) -> (Vec<RawField>, usize) {
         })
         .collect();
     (fields, body_start)
+}
+
+/// Allocate `len` bytes of `file` without changing its size, so that writing them cannot fail
+/// for want of space. A file system without fallocate(2) is left to the writes.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let current = file.metadata()?.len();
+    if len <= current {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("message too large"))?;
+    loop {
+        // SAFETY: fallocate on an open descriptor; KEEP_SIZE leaves the file's length alone.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(()),
+            _ => return Err(e),
+        }
+    }
 }
 
 /// Makes temporary file names unique within the process.
@@ -296,6 +320,13 @@ impl Message {
         if let Err(e) = staged {
             let _ = fs::remove_file(&temp_path);
             return Err(with_path(&temp_path, e));
+        }
+
+        // Reserve the blocks the spool file grows into before overwriting it: a disk that is
+        // full fails here, with the spool file untouched, not halfway through the copy back.
+        if let Err(e) = reserve(&spool, new.len() as u64) {
+            let _ = fs::remove_file(&temp_path);
+            return Err(with_path(&self.path, e));
         }
 
         // Copy back over the spool file in place: Courier names queue files after the inode.

@@ -261,8 +261,9 @@ fn read_some(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Connect to a UNIX socket, waiting at most `timeout`. On Linux a connect to a socket whose
-/// backlog is full blocks, bounded by SO_SNDTIMEO, which is set before connecting.
-fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+/// backlog is full blocks, bounded by SO_SNDTIMEO, which is set before connecting. (Also the
+/// PostgreSQL store's connect to a UNIX socket.)
+pub(crate) fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };

@@ -376,6 +376,13 @@ impl PgBackend {
                 }
                 Ok(Some(Message::ParameterStatus(_) | Message::NotificationResponse(_))) => {}
                 Ok(Some(m)) => return Ok(m),
+                Ok(None) if announced_len(&self.rbuf) > MAX_MESSAGE_BYTES => {
+                    let len = announced_len(&self.rbuf);
+                    return Err(self.protocol_error(format!(
+                        "a message of {len} bytes announced, more than the {MAX_MESSAGE_BYTES} \
+                         accepted"
+                    )));
+                }
                 Ok(None) => match self.stream.read(&mut chunk) {
                     Ok(0) => return Err(self.io_error(io::ErrorKind::UnexpectedEof.into())),
                     Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
@@ -689,6 +696,20 @@ impl Drop for PgBackend {
     }
 }
 
+/// The longest backend message buffered: the store's rows, errors and notices are small, so a
+/// longer one is a server gone wrong (or not PostgreSQL at all), not something to read into
+/// memory.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The length a backend message's header announces (tag, then a big-endian length that counts
+/// itself), once the header is in `buf`; 0 before.
+fn announced_len(buf: &[u8]) -> usize {
+    match buf.get(1..5) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
+}
+
 /// A TCP connection to the first address that answers, or the UNIX socket in `host`.
 fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
     let stream = if config.host.starts_with('/') {
@@ -697,7 +718,8 @@ fn open_stream(config: &PgConfig) -> Result<Stream, StoreError> {
             config.host.trim_end_matches('/'),
             config.port
         );
-        let s = UnixStream::connect(&path)
+        // Bounded: a server whose listen queue is full would otherwise block us for good.
+        let s = crate::net::clamd::connect_unix(std::path::Path::new(&path), CONNECT_TIMEOUT)
             .map_err(|e| lost(format!("PostgreSQL: cannot connect to {path}: {e}")))?;
         Stream::Unix(s)
     } else {

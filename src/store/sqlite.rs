@@ -6,6 +6,7 @@
 //! and no `SQLITE_BUSY` from upgrading a read transaction (which the busy handler cannot wait
 //! out). Readers never block in WAL mode.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,12 +69,14 @@ impl SqliteBackend {
             )));
         }
         // Create the file ourselves first: SQLite's "unable to open database file" does not
-        // say why, the OS error ("Permission denied") does.
+        // say why, the OS error ("Permission denied") does. Mode 0600 whatever the umask: it
+        // holds who mails whom (SQLite gives its -wal and -shm files the same mode).
         if let Err(e) = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
         {
             return Err(StoreError::new(format!(

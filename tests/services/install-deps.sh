@@ -31,6 +31,8 @@ command -v spamc >/dev/null 2>&1 || missing+=(spamc)
 dpkg -s spamassassin >/dev/null 2>&1 || missing+=(spamassassin)
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# sqlite3: tests/faults.rs holds the TtlDb's write lock from another process.
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "these Debian packages are missing and installing them needs root: ${missing[*]}"
