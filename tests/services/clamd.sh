@@ -36,28 +36,11 @@ case "$DIR" in /*) ;; *) die "DIR must be an absolute path: $DIR";; esac
 # sun_path holds 108 bytes with the terminating NUL
 [ ${#DIR} -le 90 ] || die "DIR is too long for a UNIX socket path: $DIR"
 
-mkdir -p "$DIR"
-exec 9>"$DIR.lock" || die "cannot create the lock file $DIR.lock"
-flock -w 60 9 || die "timed out waiting for $DIR.lock (another start or stop is running)"
+. "$(dirname "$0")/lib.sh"
+lock_service_dir
 
 pidfile="$DIR/clamd.pid"
 sock="$DIR/clamd.sock"
-alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
-    && [ "$(ps -o stat= -p "$(cat "$pidfile")" 2>/dev/null | cut -c1)" != Z ]; }
-
-stop() {
-    [ -f "$pidfile" ] || return 0
-    local pid
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        # a zombie (no parent reaps it) has released its socket already
-        [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-        sleep 0.05
-    done
-    rm -f "$pidfile"
-}
 
 if [ "$cmd" = stop ]; then
     stop

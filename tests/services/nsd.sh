@@ -24,27 +24,10 @@ case "$cmd" in start|stop) ;; *) die "usage: $0 start|stop [DIR] [PORT]";; esac
 case "$DIR" in /*) ;; *) die "DIR must be an absolute path: $DIR";; esac
 case "$PORT" in ''|*[!0-9]*) die "PORT must be a number: $PORT";; esac
 
-mkdir -p "$DIR"
-exec 9>"$DIR.lock" || die "cannot create the lock file $DIR.lock"
-flock -w 60 9 || die "timed out waiting for $DIR.lock (another start or stop is running)"
+. "$(dirname "$0")/lib.sh"
+lock_service_dir
 
 pidfile="$DIR/nsd.pid"
-alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-stop() {
-    alive || return 0
-    local pid
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        # a zombie (no parent reaps it) has released its sockets already
-        [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-        sleep 0.05
-    done
-    rm -f "$pidfile"
-}
-
 if [ "$cmd" = stop ]; then
     stop
     exit 0

@@ -22,30 +22,13 @@ DIR=${2:-/tmp/rustfilter-spamd}
 case "$cmd" in start|stop) ;; *) die "usage: $0 start|stop [DIR]";; esac
 case "$DIR" in /*) ;; *) die "DIR must be an absolute path: $DIR";; esac
 
-mkdir -p "$DIR"
-exec 9>"$DIR.lock" || die "cannot create the lock file $DIR.lock"
-flock -w 60 9 || die "timed out waiting for $DIR.lock (another start or stop is running)"
+. "$(dirname "$0")/lib.sh"
+lock_service_dir
 
 pidfile="$DIR/spamd.pid"
 sock="$DIR/spamd.sock"
-alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-stop() {
-    alive || { rm -f "$pidfile"; return 0; }
-    local pid
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        # a zombie (no parent reaps it) has released its socket already
-        [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-        sleep 0.05
-    done
-    rm -f "$pidfile"
-}
-
 if [ "$cmd" = stop ]; then
-    stop
+    stop 200
     exit 0
 fi
 
@@ -64,7 +47,7 @@ pong() {
 if alive && pong; then
     exit 0
 fi
-stop
+stop 200
 rm -f "$sock"
 
 user=()
