@@ -89,17 +89,23 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
+/// The local calendar time at unix time `secs` (localtime_r).
+fn local_tm(secs: i64) -> Option<libc::tm> {
+    // time_t's width is the platform's (the alias is deprecated on musl): let the call say.
+    let t = secs.try_into().ok()?;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    ok.then_some(tm)
+}
+
 /// `%a %B %d, %Y` in the C locale (`Mon July 01, 2024`) of the local calendar date at unix
 /// time `secs`.
 pub fn expiration_date(secs: i64) -> String {
-    // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t: libc::time_t = secs;
-    // SAFETY: both pointers are valid for the call.
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if !ok {
+    let Some(tm) = local_tm(secs) else {
         return format!("@{secs}");
-    }
+    };
     let weekday = WEEKDAYS
         .get(usize::try_from(tm.tm_wday).unwrap_or(0))
         .copied()
@@ -117,13 +123,9 @@ pub fn expiration_date(secs: i64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` in local time, for listings.
 pub fn timestamp(secs: i64) -> String {
-    // SAFETY: as in expiration_date.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t: libc::time_t = secs;
-    // SAFETY: both pointers are valid for the call.
-    if unsafe { libc::localtime_r(&t, &mut tm).is_null() } {
+    let Some(tm) = local_tm(secs) else {
         return format!("@{secs}");
-    }
+    };
     format!(
         "{}-{:02}-{:02} {:02}:{:02}:{:02}",
         i64::from(tm.tm_year) + 1900,
