@@ -5,7 +5,7 @@
 
 use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -200,9 +200,81 @@ fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
     Err(last_error.unwrap_or_else(|| io::Error::other("cannot create a temporary file")))
 }
 
+/// A file this small is read whole even when only its header is wanted: one read either way.
+const HEAD_CHUNK: usize = 16 * 1024;
+/// A header block longer than this is not looked for on its own: the whole file is read.
+const MAX_HEAD_BYTES: usize = 1024 * 1024;
+
+/// Where the header block of `data` ends: just after its empty line (LF or CRLF), if `data`
+/// holds one. Searched from `from` (a previous search's end, minus the overlap).
+fn blank_line_end(data: &[u8], from: usize) -> Option<usize> {
+    if data.starts_with(b"\n") {
+        return Some(1);
+    }
+    if data.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    let mut pos = from.saturating_sub(2);
+    while let Some(nl) = find_byte(&data[pos..], b'\n') {
+        let after = pos + nl + 1;
+        match &data[after..] {
+            [b'\n', ..] => return Some(after + 1),
+            [b'\r', b'\n', ..] => return Some(after + 2),
+            _ => pos = after,
+        }
+    }
+    None
+}
+
+/// What [`read_head`] found.
+enum Head {
+    /// The file up to and including the empty line that ends its header.
+    Header(Vec<u8>),
+    /// The whole file (it is small, or ended before any empty line).
+    Whole(Vec<u8>),
+    /// No empty line within [`MAX_HEAD_BYTES`].
+    TooLong,
+}
+
+/// Read the header block of a spool file without its body (header-only modules cost the same
+/// whatever the message's size).
+fn read_head(path: &Path) -> io::Result<Head> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return read_bounded(path, MAX_MESSAGE_BYTES).map(Head::Whole);
+    }
+    if meta.len() <= HEAD_CHUNK as u64 {
+        // One read of exactly its size, from the descriptor already open.
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        (&mut file).take(meta.len()).read_to_end(&mut data)?;
+        return Ok(Head::Whole(data));
+    }
+    let mut buf = Vec::with_capacity(HEAD_CHUNK);
+    loop {
+        let searched = buf.len();
+        let want = (buf.len() + HEAD_CHUNK).min(MAX_HEAD_BYTES);
+        let got = (&mut file)
+            .take((want - buf.len()) as u64)
+            .read_to_end(&mut buf)?;
+        if let Some(end) = blank_line_end(&buf, searched) {
+            buf.truncate(end);
+            return Ok(Head::Header(buf));
+        }
+        if got == 0 {
+            return Ok(Head::Whole(buf));
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Ok(Head::TooLong);
+        }
+    }
+}
+
 pub struct Message {
     path: PathBuf,
     data: OnceCell<Vec<u8>>,
+    /// The header block alone, when it was read without the body.
+    head: OnceCell<Vec<u8>>,
     parsed: OnceCell<mail_parser::Message<'static>>,
 }
 
@@ -212,6 +284,7 @@ impl Message {
         Message {
             path: path.to_path_buf(),
             data: OnceCell::new(),
+            head: OnceCell::new(),
             parsed: OnceCell::new(),
         }
     }
@@ -230,9 +303,25 @@ impl Message {
         Ok(self.data.get_or_init(|| data))
     }
 
+    /// The file from its start to at least the end of its header block: the whole file when
+    /// it has been read, else only the header (read once, bounded).
+    fn head(&self) -> io::Result<&[u8]> {
+        if let Some(data) = self.data.get() {
+            return Ok(data);
+        }
+        if let Some(head) = self.head.get() {
+            return Ok(head);
+        }
+        match read_head(&self.path).map_err(|e| with_path(&self.path, e))? {
+            Head::Header(head) => Ok(self.head.get_or_init(|| head)),
+            Head::Whole(data) => Ok(self.data.get_or_init(|| data)),
+            Head::TooLong => self.bytes(),
+        }
+    }
+
     /// The header fields in order. Header names are matched case-insensitively by callers.
     pub fn headers(&self) -> io::Result<Vec<HeaderField<'_>>> {
-        let data = self.bytes()?;
+        let data = self.head()?;
         Ok(field_spans(data)
             .into_iter()
             .map(|s| HeaderField {
@@ -245,7 +334,7 @@ impl Message {
 
     /// Values (see [`HeaderField::value`]) of every header with this name, case-insensitive.
     pub fn header_values(&self, name: &str) -> io::Result<Vec<String>> {
-        let data = self.bytes()?;
+        let data = self.head()?;
         Ok(field_spans(data)
             .into_iter()
             .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
@@ -267,7 +356,7 @@ impl Message {
         if let Some(parsed) = self.parsed.get() {
             return Ok(parsed);
         }
-        let data = self.bytes()?;
+        let data = self.head()?;
         let parsed = mail_parser::MessageParser::default()
             .parse_headers(data)
             .ok_or_else(|| {
@@ -337,6 +426,7 @@ impl Message {
         if let Err(e) = copied {
             // The spool file may now be incomplete; the temp file holds the full new content.
             self.data = OnceCell::new();
+            self.head = OnceCell::new();
             self.parsed = OnceCell::new();
             return Err(io::Error::new(
                 e.kind(),
@@ -351,6 +441,7 @@ impl Message {
             log::warn!("cannot remove {}: {e}", temp_path.display());
         }
         self.parsed = OnceCell::new();
+        self.head = OnceCell::new();
         self.data = OnceCell::from(new);
         Ok(())
     }
@@ -367,6 +458,69 @@ mod tests {
         fs::write(&path, data).unwrap();
         let m = Message::new(&path);
         (dir, m)
+    }
+
+    #[test]
+    fn blank_line_end_finds_lf_and_crlf_ends() {
+        assert_eq!(blank_line_end(b"\nbody", 0), Some(1));
+        assert_eq!(blank_line_end(b"\r\nbody", 0), Some(2));
+        assert_eq!(blank_line_end(b"A: b\n\nbody", 0), Some(6));
+        assert_eq!(blank_line_end(b"A: b\r\n\r\nbody", 0), Some(8));
+        assert_eq!(blank_line_end(b"A: b\nC: d\n", 0), None);
+        // a search that resumes just after a chunk ending inside the blank line
+        assert_eq!(blank_line_end(b"A: b\r\n\r\nx", 7), Some(8));
+    }
+
+    #[test]
+    fn headers_of_a_large_message_are_read_without_its_body() {
+        for eol in ["\n", "\r\n"] {
+            let mut data =
+                format!("Subject: big{eol}Delivered-To: a@b.example{eol}{eol}").into_bytes();
+            data.extend(std::iter::repeat_n(b'x', 5 * HEAD_CHUNK));
+            let (_d, m) = message_with(&data);
+            assert_eq!(m.header_values("delivered-to").unwrap(), ["a@b.example"]);
+            assert_eq!(m.headers().unwrap().len(), 2);
+            assert_eq!(m.parsed_headers().unwrap().subject(), Some("big"));
+            assert!(m.data.get().is_none(), "the body was read");
+            // the whole file is still there for modules that want it
+            assert_eq!(m.bytes().unwrap(), &data[..]);
+        }
+    }
+
+    #[test]
+    fn a_header_longer_than_a_chunk_and_one_without_an_end() {
+        // the header block spans several chunks
+        let mut data = Vec::new();
+        for i in 0..3000 {
+            data.extend_from_slice(format!("X-Filler-{i}: {}\n", "y".repeat(20)).as_bytes());
+        }
+        data.extend_from_slice(b"\nbody\n");
+        let (_d, m) = message_with(&data);
+        assert_eq!(m.headers().unwrap().len(), 3000);
+        assert!(m.data.get().is_none());
+
+        // no empty line at all: the whole file is the header
+        let data = "A: b\n".repeat(10_000).into_bytes();
+        let (_d, m) = message_with(&data);
+        assert_eq!(m.headers().unwrap().len(), 10_000);
+        assert!(m.data.get().is_some());
+
+        // an empty line only after MAX_HEAD_BYTES: read whole, same answer
+        let mut data = "A: b\n".repeat(MAX_HEAD_BYTES / 5 + 10).into_bytes();
+        data.extend_from_slice(b"\nbody\n");
+        let (_d, m) = message_with(&data);
+        assert_eq!(m.headers().unwrap().len(), MAX_HEAD_BYTES / 5 + 10);
+    }
+
+    #[test]
+    fn after_a_rewrite_the_header_is_read_again() {
+        let mut data = b"Received: x\nSubject: s\n\n".to_vec();
+        data.extend(std::iter::repeat_n(b'z', 2 * HEAD_CHUNK));
+        let (_d, mut m) = message_with(&data);
+        assert_eq!(m.header_values("received").unwrap().len(), 1);
+        assert_eq!(m.remove_headers("Received").unwrap(), 1);
+        assert!(m.header_values("received").unwrap().is_empty());
+        assert_eq!(m.header_values("subject").unwrap(), ["s"]);
     }
 
     fn names(m: &Message) -> Vec<String> {

@@ -92,6 +92,7 @@ const MONTHS: [&str; 12] = [
 /// The local calendar time at unix time `secs` (localtime_r).
 fn local_tm(secs: i64) -> Option<libc::tm> {
     // time_t's width is the platform's (the alias is deprecated on musl): let the call say.
+    #[allow(clippy::useless_conversion)] // not useless where time_t is 32 bits
     let t = secs.try_into().ok()?;
     // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
