@@ -13,6 +13,7 @@ use crate::courier::message::Message;
 use crate::filter::{Context, Filter, FilterError, Verdict};
 use crate::filters;
 use crate::net::dns::{Resolver, ResolverConfig};
+use crate::stats::{Board, Kind};
 use crate::store::{Store, StoreConfig};
 
 /// The reply when no module decided.
@@ -125,6 +126,9 @@ pub struct Chain {
     pub store: Store,
     /// The resolver modules use (`[dns]`); it holds no sockets between lookups.
     pub dns: Resolver,
+    /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
+    /// forks; None: not kept, e.g. for `rustfilter check`).
+    pub stats: Option<Board>,
 }
 
 impl Chain {
@@ -216,6 +220,7 @@ impl Chain {
                 settings,
                 store: Store::new(store_config),
                 dns,
+                stats: None,
             })
         } else {
             Err(errors)
@@ -358,13 +363,44 @@ impl Chain {
             Ok(e) => e,
             Err(e) => {
                 log::error!("cannot read the control files: {e}");
+                if let Some(stats) = &self.stats {
+                    stats.record(0, Kind::Tempfail, crate::stats::now_secs());
+                }
                 return CONTROL_FAILURE_REPLY.to_string();
             }
         };
         let mut message = Message::new(data_path);
         let outcome = self.run(courier, &mut envelope, &mut message);
+        if let Some(stats) = &self.stats {
+            self.count(stats, &outcome);
+        }
         self.log_outcome(&envelope, &outcome);
         outcome.reply
+    }
+
+    /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the
+    /// chain) for `rustfilter stats`: a few atomic adds in shared memory, no system call.
+    pub fn count(&self, stats: &Board, outcome: &Outcome) {
+        let now = crate::stats::now_secs();
+        stats.record(0, Kind::of_reply(&outcome.reply), now);
+        // One step per link, in chain order, up to where the chain stopped.
+        for (i, (step, link)) in outcome.steps.iter().zip(&self.links).enumerate() {
+            let kind = match &step.decision {
+                Decision::Continue => Kind::NoDecision,
+                Decision::Reply(r) => {
+                    let bypasses = link.bypass.as_ref().is_some_and(|b| !b.is_empty());
+                    if bypasses && r.starts_with('2') {
+                        Kind::Bypass
+                    } else {
+                        Kind::of_reply(r)
+                    }
+                }
+                Decision::Error { .. } => Kind::Error,
+                Decision::WouldReply(_) => Kind::DryRun,
+                Decision::Bypassed => Kind::Skipped,
+            };
+            stats.record(i + 1, kind, now);
+        }
     }
 
     /// The reference's reject lines (one per undelivered recipient, read after the modules
@@ -556,6 +592,7 @@ mod tests {
             settings: Settings::default(),
             store: test_store(),
             dns: Resolver::system(),
+            stats: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -687,6 +724,7 @@ mod tests {
             settings,
             store: test_store(),
             dns: Resolver::system(),
+            stats: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
