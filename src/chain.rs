@@ -696,6 +696,123 @@ mod tests {
     }
 
     #[test]
+    fn decisions_are_counted_per_module_for_stats() {
+        use crate::stats::{Board, Snapshot};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rf.stats");
+        let mut dry = link("dry", None, reject);
+        dry.dry_run = true;
+        let mut ignored = link("ignored", None, fail);
+        ignored.on_error = OnError::Continue;
+        let links = vec![
+            link("w", Some(&["r"]), ok200),
+            dry,
+            ignored,
+            link("r", None, reject),
+            link("x", None, cont),
+            link("last", None, ok200),
+        ];
+        let names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let board = Board::create(&path, &names).expect("board");
+        let chain = Chain {
+            name: "rf".into(),
+            links,
+            settings: Settings::default(),
+            store: test_store(),
+            dns: Resolver::system(),
+            stats: None,
+        };
+        let o = Outcome {
+            reply: "200 Ok".into(),
+            decided_by: Some("last".into()),
+            steps: vec![
+                Step {
+                    module: "w".into(),
+                    decision: Decision::Reply("200 Ok".into()),
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "dry".into(),
+                    decision: Decision::WouldReply("550 5.7.1 no".into()),
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "ignored".into(),
+                    decision: Decision::Error {
+                        error: "backend down".into(),
+                        reply: None,
+                    },
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "r".into(),
+                    decision: Decision::Bypassed,
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "x".into(),
+                    decision: Decision::Continue,
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "last".into(),
+                    decision: Decision::Reply("200 Ok".into()),
+                    cpu: Duration::ZERO,
+                },
+            ],
+            total_cpu: Duration::ZERO,
+        };
+        chain.count(&board, &o);
+        // The chain stopped at the second module this time: the others are not counted.
+        let stopped = Outcome {
+            reply: "451 4.3.0 Temporary failure in w, try again later".into(),
+            decided_by: Some("w".into()),
+            steps: vec![Step {
+                module: "w".into(),
+                decision: Decision::Error {
+                    error: "x".into(),
+                    reply: Some("451 4.3.0 Temporary failure in w, try again later".into()),
+                },
+                cpu: Duration::ZERO,
+            }],
+            total_cpu: Duration::ZERO,
+        };
+        chain.count(&board, &stopped);
+        let snap = Snapshot::read(&path, crate::stats::now_secs()).expect("read");
+        let seen: Vec<(String, Vec<&str>)> = snap
+            .rows
+            .iter()
+            .map(|r| {
+                let kinds = Kind::ALL
+                    .iter()
+                    .filter(|k| r.counts[**k as usize].since_start > 0)
+                    .map(|k| k.name())
+                    .collect();
+                (r.module.clone(), kinds)
+            })
+            .collect();
+        let want: Vec<(String, Vec<&str>)> = [
+            ("(reply)", vec!["accept", "tempfail"]),
+            ("w", vec!["bypass", "error"]),
+            ("dry", vec!["dry-run"]),
+            ("ignored", vec!["error"]),
+            ("r", vec!["skipped"]),
+            ("x", vec!["none"]),
+            ("last", vec!["accept"]),
+        ]
+        .into_iter()
+        .map(|(m, k)| (m.to_string(), k))
+        .collect();
+        assert_eq!(seen, want);
+        assert!(
+            snap.rows
+                .iter()
+                .all(|r| r.counts.iter().all(|c| c.since_start <= 1))
+        );
+    }
+
+    #[test]
     fn dry_run_only_logs() {
         let mut l = link("r", None, reject);
         l.dry_run = true;
