@@ -14,10 +14,9 @@
 //! shows an error or counts that differ from the replies received, or a process grows: in the
 //! second half of the run its RSS may grow by at most `--max-rss-growth` KiB (default 2048:
 //! SQLite's page cache, up to 2000 KiB per connection, fills as the store grows with the new
-//! triplets; the first half is the warm-up), and its
-//! descriptor count may not exceed the first half's highest by more than 2 (the connection and
-//! the message's files in flight). It prints the figures
-//! as Markdown (SOAK.md holds a real run's).
+//! triplets; the first half is the warm-up), and its descriptor count may not exceed the first
+//! half's highest by more than 2 (the connection and the message's files in flight). It prints
+//! the figures as Markdown (SOAK.md holds a real run's).
 //!
 //! Options (or environment variables): `--messages N` (SOAK_MESSAGES, default 1000000),
 //! `--concurrency N` (SOAK_CONCURRENCY, 8), `--workers N` (SOAK_WORKERS, 4), `--interval S`
@@ -614,7 +613,7 @@ fn run(opts: &Options) -> Result<bool> {
 fn judge(opts: &Options, pids: &[u32], samples: &[Sample], problems: &mut Vec<String>) -> String {
     let warm = opts.messages / 10;
     let half = opts.messages / 2;
-    // The first sample at or after the warm-up and after half the messages.
+    // The first sample after 10% (the table's "after 10%") and after half of the messages.
     let at = |n: usize| {
         samples
             .iter()
