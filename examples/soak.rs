@@ -179,6 +179,9 @@ fn main() -> ExitCode {
 #[derive(Debug, Clone, Copy)]
 struct Reading {
     rss_kib: u64,
+    /// The anonymous part of the RSS (heap, stacks: where a leak shows); the rest is the
+    /// binary's and libraries' pages and shared mappings.
+    anon_kib: u64,
     fds: usize,
 }
 
@@ -194,15 +197,23 @@ struct Sample {
 fn read_process(pid: u32) -> Result<Reading> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .or_fail(|| format!("cannot read /proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    let rss_kib = field("VmRSS:")?;
+    let anon_kib = field("RssAnon:")?;
     let fds = fs::read_dir(format!("/proc/{pid}/fd"))
         .or_fail(|| format!("cannot list /proc/{pid}/fd"))?
         .count();
-    Ok(Reading { rss_kib, fds })
+    Ok(Reading {
+        rss_kib,
+        anon_kib,
+        fds,
+    })
 }
 
 fn sample(pids: &[u32], elapsed: Duration, sent: usize) -> Result<Sample> {
@@ -623,8 +634,8 @@ fn judge(opts: &Options, pids: &[u32], samples: &[Sample], problems: &mut Vec<St
     let (first, warmed, middle, last) =
         (&samples[0], at(warm), at(half), &samples[samples.len() - 1]);
     let mut out = String::from(
-        "| process | RSS KiB start | after 10% | at 50% | end | peak | fds start | after 10% | end | max 0–50% | max 50–100% |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| process | RSS KiB start | after 10% | at 50% | end | peak | anon KiB start | at 50% | end | fds start | after 10% | end | max 0–50% | max 50–100% |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (i, pid) in pids.iter().enumerate() {
         let r = |s: &Sample| s.readings.get(pid).copied();
@@ -654,8 +665,17 @@ fn judge(opts: &Options, pids: &[u32], samples: &[Sample], problems: &mut Vec<St
             format!("worker {pid}")
         };
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {peak} | {} | {} | {} | {fds_first} | {fds_second} |\n",
-            r0.rss_kib, rw.rss_kib, rm.rss_kib, re.rss_kib, r0.fds, rw.fds, re.fds
+            "| {name} | {} | {} | {} | {} | {peak} | {} | {} | {} | {} | {} | {} | {fds_first} | {fds_second} |\n",
+            r0.rss_kib,
+            rw.rss_kib,
+            rm.rss_kib,
+            re.rss_kib,
+            r0.anon_kib,
+            rm.anon_kib,
+            re.anon_kib,
+            r0.fds,
+            rw.fds,
+            re.fds
         ));
         let grew = re.rss_kib.saturating_sub(rm.rss_kib);
         if grew > opts.max_rss_growth_kib {
