@@ -381,8 +381,8 @@ impl Chain {
     /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the
     /// chain) for `rustfilter stats`: a few atomic adds in shared memory, no system call.
     pub fn count(&self, stats: &Board, outcome: &Outcome) {
-        let now = crate::stats::now_secs();
-        stats.record(0, Kind::of_reply(&outcome.reply), now);
+        let now = crate::stats::Tick::at(crate::stats::now_secs());
+        stats.record_at(0, Kind::of_reply(&outcome.reply), &now);
         // One step per link, in chain order, up to where the chain stopped.
         for (i, (step, link)) in outcome.steps.iter().zip(&self.links).enumerate() {
             let kind = match &step.decision {
@@ -399,7 +399,7 @@ impl Chain {
                 Decision::WouldReply(_) => Kind::DryRun,
                 Decision::Bypassed => Kind::Skipped,
             };
-            stats.record(i + 1, kind, now);
+            stats.record_at(i + 1, kind, &now);
         }
     }
 

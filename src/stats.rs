@@ -272,21 +272,21 @@ impl Board {
     /// Count one `kind` for `row` at `now` (seconds since the epoch). Rows out of range are
     /// ignored.
     pub fn record(&self, row: usize, kind: Kind, now: u64) {
+        self.record_at(row, kind, &Tick::at(now));
+    }
+
+    /// [`Board::record`] with the time already split into slots (once per message).
+    pub fn record_at(&self, row: usize, kind: Kind, tick: &Tick) {
         if row >= self.rows {
             return;
         }
         let start = self.cell_start(row, kind);
-        self.word(start).fetch_add(1, Ordering::Relaxed);
-        let minute = now / 60;
-        let hour = now / 3600;
-        bump(
-            self.word(start + 1 + (minute % MINUTES as u64) as usize),
-            minute,
-        );
-        bump(
-            self.word(start + 1 + MINUTES + (hour % HOURS as u64) as usize),
-            hour,
-        );
+        // SAFETY: row < rows, so the whole cell (CELL_WORDS words from `start`) lies inside the
+        // mapping (file_size(rows) bytes), which lives as long as self; all access is atomic.
+        let cell: &[AtomicU64; CELL_WORDS] = unsafe { &*self.base.add(start).cast() };
+        cell[0].fetch_add(1, Ordering::Relaxed);
+        bump(&cell[1 + tick.minute_slot], tick.minute);
+        bump(&cell[1 + MINUTES + tick.hour_slot], tick.hour);
     }
 
     pub fn rows(&self) -> usize {
@@ -304,6 +304,28 @@ impl Drop for Board {
         }
         // SAFETY: unmapping exactly what map() mapped; no reference outlives self.
         unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// A moment split into the minute and hour it falls in and their ring slots.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    minute: u64,
+    hour: u64,
+    minute_slot: usize,
+    hour_slot: usize,
+}
+
+impl Tick {
+    pub fn at(now: u64) -> Tick {
+        let minute = now / 60;
+        let hour = now / 3600;
+        Tick {
+            minute,
+            hour,
+            minute_slot: (minute % MINUTES as u64) as usize,
+            hour_slot: (hour % HOURS as u64) as usize,
+        }
     }
 }
 
