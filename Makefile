@@ -9,6 +9,9 @@
 #   make check       rustfmt check + clippy, warnings are errors
 #   make demo        run examples/demo.rs
 #   make bench       run examples/bench.rs
+#   make soak        run examples/soak.rs: 1,000,000 messages through light + greylist
+#                    (SQLite) at C=8, RSS and open fds of every process sampled, must stay
+#                    flat, zero errors (SOAK_MESSAGES=N etc.; see SOAK.md)
 #   make static      a fully static x86_64-unknown-linux-musl binary (installs musl-tools
 #                    and the rustup target when missing): $(STATIC_BIN)
 #   make test-static the real-Courier end-to-end test with that static binary (needs root)
@@ -71,7 +74,7 @@ STATIC_BIN    := target/$(STATIC_TARGET)/static/rustfilter
 # Above this the static binary is too big for the small hosts it is meant for.
 STATIC_MAX_BYTES := 5000000
 
-.PHONY: all build test check fmt-check clippy demo bench static test-static install uninstall clean
+.PHONY: all build test check fmt-check clippy demo bench soak static test-static install uninstall clean
 
 all: build
 
@@ -102,6 +105,9 @@ demo:
 
 bench:
 	$(CARGO) run --release --example bench
+
+soak:
+	$(CARGO) run --release --example soak
 
 static:
 	@set -e; if ! command -v musl-gcc >/dev/null 2>&1; then \

@@ -13,6 +13,7 @@ use crate::courier::message::Message;
 use crate::filter::{Context, Filter, FilterError, Verdict};
 use crate::filters;
 use crate::net::dns::{Resolver, ResolverConfig};
+use crate::stats::{Board, Kind};
 use crate::store::{Store, StoreConfig};
 
 /// The reply when no module decided.
@@ -125,6 +126,9 @@ pub struct Chain {
     pub store: Store,
     /// The resolver modules use (`[dns]`); it holds no sockets between lookups.
     pub dns: Resolver,
+    /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
+    /// forks; None: not kept, e.g. for `rustfilter check`).
+    pub stats: Option<Board>,
 }
 
 impl Chain {
@@ -216,6 +220,7 @@ impl Chain {
                 settings,
                 store: Store::new(store_config),
                 dns,
+                stats: None,
             })
         } else {
             Err(errors)
@@ -358,13 +363,44 @@ impl Chain {
             Ok(e) => e,
             Err(e) => {
                 log::error!("cannot read the control files: {e}");
+                if let Some(stats) = &self.stats {
+                    stats.record(0, Kind::Tempfail, crate::stats::now_secs());
+                }
                 return CONTROL_FAILURE_REPLY.to_string();
             }
         };
         let mut message = Message::new(data_path);
         let outcome = self.run(courier, &mut envelope, &mut message);
+        if let Some(stats) = &self.stats {
+            self.count(stats, &outcome);
+        }
         self.log_outcome(&envelope, &outcome);
         outcome.reply
+    }
+
+    /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the
+    /// chain) for `rustfilter stats`: a few atomic adds in shared memory, no system call.
+    pub fn count(&self, stats: &Board, outcome: &Outcome) {
+        let now = crate::stats::Tick::at(crate::stats::now_secs());
+        stats.record_at(0, Kind::of_reply(&outcome.reply), &now);
+        // One step per link, in chain order, up to where the chain stopped.
+        for (i, (step, link)) in outcome.steps.iter().zip(&self.links).enumerate() {
+            let kind = match &step.decision {
+                Decision::Continue => Kind::NoDecision,
+                Decision::Reply(r) => {
+                    let bypasses = link.bypass.as_ref().is_some_and(|b| !b.is_empty());
+                    if bypasses && r.starts_with('2') {
+                        Kind::Bypass
+                    } else {
+                        Kind::of_reply(r)
+                    }
+                }
+                Decision::Error { .. } => Kind::Error,
+                Decision::WouldReply(_) => Kind::DryRun,
+                Decision::Bypassed => Kind::Skipped,
+            };
+            stats.record_at(i + 1, kind, &now);
+        }
     }
 
     /// The reference's reject lines (one per undelivered recipient, read after the modules
@@ -556,6 +592,7 @@ mod tests {
             settings: Settings::default(),
             store: test_store(),
             dns: Resolver::system(),
+            stats: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -659,6 +696,123 @@ mod tests {
     }
 
     #[test]
+    fn decisions_are_counted_per_module_for_stats() {
+        use crate::stats::{Board, Snapshot};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rf.stats");
+        let mut dry = link("dry", None, reject);
+        dry.dry_run = true;
+        let mut ignored = link("ignored", None, fail);
+        ignored.on_error = OnError::Continue;
+        let links = vec![
+            link("w", Some(&["r"]), ok200),
+            dry,
+            ignored,
+            link("r", None, reject),
+            link("x", None, cont),
+            link("last", None, ok200),
+        ];
+        let names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let board = Board::create(&path, &names).expect("board");
+        let chain = Chain {
+            name: "rf".into(),
+            links,
+            settings: Settings::default(),
+            store: test_store(),
+            dns: Resolver::system(),
+            stats: None,
+        };
+        let o = Outcome {
+            reply: "200 Ok".into(),
+            decided_by: Some("last".into()),
+            steps: vec![
+                Step {
+                    module: "w".into(),
+                    decision: Decision::Reply("200 Ok".into()),
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "dry".into(),
+                    decision: Decision::WouldReply("550 5.7.1 no".into()),
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "ignored".into(),
+                    decision: Decision::Error {
+                        error: "backend down".into(),
+                        reply: None,
+                    },
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "r".into(),
+                    decision: Decision::Bypassed,
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "x".into(),
+                    decision: Decision::Continue,
+                    cpu: Duration::ZERO,
+                },
+                Step {
+                    module: "last".into(),
+                    decision: Decision::Reply("200 Ok".into()),
+                    cpu: Duration::ZERO,
+                },
+            ],
+            total_cpu: Duration::ZERO,
+        };
+        chain.count(&board, &o);
+        // The chain stopped at the second module this time: the others are not counted.
+        let stopped = Outcome {
+            reply: "451 4.3.0 Temporary failure in w, try again later".into(),
+            decided_by: Some("w".into()),
+            steps: vec![Step {
+                module: "w".into(),
+                decision: Decision::Error {
+                    error: "x".into(),
+                    reply: Some("451 4.3.0 Temporary failure in w, try again later".into()),
+                },
+                cpu: Duration::ZERO,
+            }],
+            total_cpu: Duration::ZERO,
+        };
+        chain.count(&board, &stopped);
+        let snap = Snapshot::read(&path, crate::stats::now_secs()).expect("read");
+        let seen: Vec<(String, Vec<&str>)> = snap
+            .rows
+            .iter()
+            .map(|r| {
+                let kinds = Kind::ALL
+                    .iter()
+                    .filter(|k| r.counts[**k as usize].since_start > 0)
+                    .map(|k| k.name())
+                    .collect();
+                (r.module.clone(), kinds)
+            })
+            .collect();
+        let want: Vec<(String, Vec<&str>)> = [
+            ("(reply)", vec!["accept", "tempfail"]),
+            ("w", vec!["bypass", "error"]),
+            ("dry", vec!["dry-run"]),
+            ("ignored", vec!["error"]),
+            ("r", vec!["skipped"]),
+            ("x", vec!["none"]),
+            ("last", vec!["accept"]),
+        ]
+        .into_iter()
+        .map(|(m, k)| (m.to_string(), k))
+        .collect();
+        assert_eq!(seen, want);
+        assert!(
+            snap.rows
+                .iter()
+                .all(|r| r.counts.iter().all(|c| c.since_start <= 1))
+        );
+    }
+
+    #[test]
     fn dry_run_only_logs() {
         let mut l = link("r", None, reject);
         l.dry_run = true;
@@ -687,6 +841,7 @@ mod tests {
             settings,
             store: test_store(),
             dns: Resolver::system(),
+            stats: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);

@@ -16,4 +16,5 @@ pub mod logging;
 pub mod net;
 pub mod quarantine;
 pub mod server;
+pub mod stats;
 pub mod store;

@@ -1,6 +1,6 @@
 //! The command line (lexopt): `rustfilter` (serve; what courierfilter runs), `rustfilter check`,
 //! `rustfilter check-config`, `rustfilter ttldb import|dump|purge`, `rustfilter dns`, `rustfilter spf`,
-//! `rustfilter quarantine release|purge|list`, `rustfilter dropmsg`. Exit statuses follow
+//! `rustfilter quarantine release|purge|list`, `rustfilter dropmsg`, `rustfilter stats`. Exit statuses follow
 //! sysexits (DECISIONS §9).
 
 use std::ffi::OsString;
@@ -20,6 +20,7 @@ use rustfilter::logging;
 use rustfilter::quarantine::dropmsg::Criteria;
 use rustfilter::quarantine::{Quarantine, QuarantineConfig, ReleaseOutcome};
 use rustfilter::server::{ChainHandler, DeferringHandler};
+use rustfilter::stats;
 use rustfilter::store::{Store, StoreConfig, StoreError};
 
 const EX_USAGE: u8 = 64;
@@ -51,6 +52,8 @@ Usage: rustfilter [OPTIONS]                        serve (run by courierfilter)
        rustfilter quarantine list [OPTIONS]        list the held messages
        rustfilter dropmsg [-a USER] [-i IP] [-s ADDRESS]
                                                    move matching messages out of Courier's queue
+       rustfilter stats [--json] [OPTIONS]         what each module decided since the filter
+                                                   started, in the last hour and the last day
        rustfilter --version | --help
 
 Options:
@@ -66,6 +69,7 @@ Options:
   --nameserver HOST:PORT dns, spf: ask this name server (repeatable), not those of [dns]
   --ip IP, --sender ADDR, --helo NAME
                          spf: the client's address, the MAIL FROM address, the HELO name
+  --json                 stats: print JSON instead of a table
 ";
 
 #[derive(Debug, PartialEq)]
@@ -88,6 +92,9 @@ enum Command {
     },
     Quarantine(QuarantineCommand),
     Dropmsg(Criteria),
+    Stats {
+        json: bool,
+    },
     Version,
     Help,
 }
@@ -133,6 +140,7 @@ fn parse_args(
     let mut spf_helo: Option<String> = None;
     // dropmsg's -a, -i, -s.
     let mut drop = Criteria::default();
+    let mut json = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => opts.config = Some(parser.value()?.into()),
@@ -152,6 +160,7 @@ fn parse_args(
             Long("ip") => spf_ip = Some(parser.value()?.parse()?),
             Long("sender") => spf_sender = Some(parser.value()?.string()?),
             Long("helo") => spf_helo = Some(parser.value()?.string()?),
+            Long("json") => json = true,
             Short('a') => drop.auth.push(parser.value()?.string()?),
             Short('i') => drop.ips.push(parser.value()?.string()?),
             Short('s') => drop.senders.push(parser.value()?.string()?),
@@ -161,7 +170,7 @@ fn parse_args(
                 let word = v.string()?;
                 match word.as_str() {
                     "check" | "check-config" | "ttldb" | "dns" | "spf" | "quarantine"
-                    | "dropmsg" => subcommand = Some(word),
+                    | "dropmsg" | "stats" => subcommand = Some(word),
                     _ => return Err(format!("unknown command '{word}'").into()),
                 }
             }
@@ -179,6 +188,9 @@ fn parse_args(
     }
     if !drop.is_empty() && subcommand.as_deref() != Some("dropmsg") {
         return Err("-a, -i and -s are only for the dropmsg command".into());
+    }
+    if json && subcommand.as_deref() != Some("stats") {
+        return Err("--json is only for the stats command".into());
     }
     let command = match subcommand.as_deref() {
         None => Command::Serve,
@@ -222,6 +234,7 @@ fn parse_args(
             return Err("dropmsg needs at least one of -a, -i, -s".into());
         }
         Some("dropmsg") => Command::Dropmsg(drop),
+        Some("stats") if positional.is_empty() => Command::Stats { json },
         Some(_) => return Err("unexpected arguments".into()),
     };
     Ok((command, opts))
@@ -379,8 +392,10 @@ fn serve(opts: &Options, name: &str) -> ExitCode {
         reminder: None,
     };
     let result = match loaded.chain {
-        Ok(chain) => {
+        Ok(mut chain) => {
             serve_opts.workers = opts.workers.unwrap_or(chain.settings.workers);
+            // Before the fork: the workers inherit the mapping.
+            chain.stats = open_stats(name, &chain);
             log::info!(
                 "{name} starting: {} modules ({}), {} workers",
                 chain.links.len(),
@@ -419,6 +434,71 @@ fn serve(opts: &Options, name: &str) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(EX_OSERR)
+        }
+    }
+}
+
+/// The counters of `rustfilter stats`: `<state dir>/<name>.stats`. Without them the filter
+/// still runs (a warning says why).
+fn open_stats(name: &str, chain: &Chain) -> Option<stats::Board> {
+    let dir = stats::stats_dir(chain.store.config());
+    let Some(path) = stats::stats_path(&dir, name) else {
+        log::warn!("{name}: no statistics for 'rustfilter stats': the name is not a file name");
+        return None;
+    };
+    let modules: Vec<&str> = chain.links.iter().map(|l| l.name.as_str()).collect();
+    match stats::Board::create(&path, &modules) {
+        Ok(board) => Some(board),
+        Err(e) => {
+            log::warn!(
+                "{name}: no statistics for 'rustfilter stats': cannot create {}: {e}",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// `stats [--json]`: the live counters of the daemon called `name`, found where it keeps them
+/// (the modules file's `[ttldb] dir`, else /var/lib/rustfilter).
+fn stats(opts: &Options, name: &str, json: bool) -> ExitCode {
+    let config = match store_config(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let dir = stats::stats_dir(&config);
+    let Some(path) = stats::stats_path(&dir, name) else {
+        eprintln!("rustfilter stats: '{name}' is not a filter name (see --name)");
+        return ExitCode::from(EX_USAGE);
+    };
+    match stats::Snapshot::read(&path, stats::now_secs()) {
+        Ok(snapshot) => {
+            let running = snapshot.running();
+            if json {
+                print!("{}", snapshot.json(running));
+            } else {
+                print!("{}", snapshot.table(running));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(stats::SnapshotError::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "rustfilter stats: no statistics at {}: has the filter '{name}' been started \
+                 (with this modules file and --name)?",
+                path.display()
+            );
+            ExitCode::from(EX_NOINPUT)
+        }
+        Err(stats::SnapshotError::Open(e)) => {
+            eprintln!("rustfilter stats: {}: {e}", path.display());
+            ExitCode::from(EX_NOINPUT)
+        }
+        Err(e) => {
+            eprintln!("rustfilter stats: {e}");
+            ExitCode::from(EX_DATAERR)
         }
     }
 }
@@ -1077,6 +1157,7 @@ fn main() -> ExitCode {
         Command::Spf { ip, sender, helo } => spf(&opts, ip, &sender, helo.as_deref()),
         Command::Quarantine(q) => quarantine(&opts, &q),
         Command::Dropmsg(criteria) => dropmsg(&opts, &criteria),
+        Command::Stats { json } => stats(&opts, &name, json),
         Command::Version | Command::Help => ExitCode::SUCCESS,
     }
 }
@@ -1255,6 +1336,18 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            parse(&["stats", "--json", "--name", "rf"])
+                .map(|p| p.0)
+                .ok(),
+            Some(Command::Stats { json: true })
+        );
+        assert_eq!(
+            parse(&["stats"]).map(|p| p.0).ok(),
+            Some(Command::Stats { json: false })
+        );
+        assert!(parse(&["stats", "x"]).is_err());
+        assert!(parse(&["check-config", "--json"]).is_err());
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--workers", "x"]).is_err());
         let (_, o) = parse(&["--name", "rf", "--workers", "2", "--syslog"]).expect("parses");
