@@ -528,19 +528,24 @@ fn check_config(opts: &Options, name: &str) -> ExitCode {
     }
 }
 
-/// The store the modules file's `[ttldb]` section configures (the chain file is not needed).
-fn store_config(opts: &Options) -> Result<StoreConfig, ConfigError> {
+/// The modules file alone (`--modules-config`, else the one discovery finds, else none), for
+/// the sub-commands that need a library section but not the chain.
+fn modules_file(opts: &Options) -> Result<ModulesConfig, ConfigError> {
     let courier = Courier::new(CourierPaths::discover(&opts.overrides));
     let dirs = ConfigPaths::standard(courier.sysconfdir());
     let path = match &opts.modules_config {
         Some(p) => Some(p.clone()),
         None => find_modules_file(&dirs).map(|(p, _)| p),
     };
-    let modules = match path {
-        Some(p) => ModulesConfig::load(&p)?,
-        None => ModulesConfig::empty(),
-    };
-    StoreConfig::from_config(&modules)
+    match path {
+        Some(p) => ModulesConfig::load(&p),
+        None => Ok(ModulesConfig::empty()),
+    }
+}
+
+/// The store the modules file's `[ttldb]` section configures (the chain file is not needed).
+fn store_config(opts: &Options) -> Result<StoreConfig, ConfigError> {
+    StoreConfig::from_config(&modules_file(opts)?)
 }
 
 /// Where the store is, for messages.
@@ -738,19 +743,10 @@ fn resolver_config(
 ) -> Result<rustfilter::net::dns::ResolverConfig, ExitCode> {
     use rustfilter::net::dns::{self, ResolverConfig};
     if opts.nameservers.is_empty() {
-        let courier = Courier::new(CourierPaths::discover(&opts.overrides));
-        let dirs = ConfigPaths::standard(courier.sysconfdir());
-        let path = match &opts.modules_config {
-            Some(p) => Some(p.clone()),
-            None => find_modules_file(&dirs).map(|(p, _)| p),
-        };
-        let modules = match path.map(|p| ModulesConfig::load(&p)).transpose() {
-            Ok(m) => m.unwrap_or_else(ModulesConfig::empty),
-            Err(e) => {
-                eprintln!("{e}");
-                return Err(ExitCode::from(EX_CONFIG));
-            }
-        };
+        let modules = modules_file(opts).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        })?;
         ResolverConfig::from_config(&modules).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(EX_CONFIG)
@@ -820,17 +816,7 @@ fn temp_dir() -> std::io::Result<PathBuf> {
 
 /// The modules file's `[quarantine]` section (the chain file is not needed).
 fn quarantine_config(opts: &Options) -> Result<QuarantineConfig, ConfigError> {
-    let courier = Courier::new(CourierPaths::discover(&opts.overrides));
-    let dirs = ConfigPaths::standard(courier.sysconfdir());
-    let path = match &opts.modules_config {
-        Some(p) => Some(p.clone()),
-        None => find_modules_file(&dirs).map(|(p, _)| p),
-    };
-    let modules = match path {
-        Some(p) => ModulesConfig::load(&p)?,
-        None => ModulesConfig::empty(),
-    };
-    QuarantineConfig::from_config(&modules)
+    QuarantineConfig::from_config(&modules_file(opts)?)
 }
 
 /// Run as root (cron, an administrator): become the owner of the quarantine directory, so
