@@ -61,7 +61,8 @@ const DEFAULT_SERVERS: &str = concat!(
 const ALL_SERVERS: &str = concat!(
     "floor,empty,light,",
     "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg,",
-    "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist,pythonfilter-light+greylist"
+    "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist,pythonfilter-light+greylist,",
+    "light+greylist+attachments,pythonfilter-light+greylist+attachments"
 );
 /// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults; the variables
 /// BENCH_PG_DIR and BENCH_PG_PORT choose another).
@@ -125,8 +126,10 @@ Usage: cargo run --release --example bench -- [OPTIONS]
   --servers LIST      which servers to run, or `all`: floor, empty, light,
                       greylist-sqlite, light+greylist, greylist-pg, greylist-new-sqlite,
                       greylist-new-pg, pythonfilter-noop, pythonfilter-light,
-                      pythonfilter-greylist, pythonfilter-light+greylist (default: all but
-                      pythonfilter-light+greylist)
+                      pythonfilter-greylist, pythonfilter-light+greylist,
+                      light+greylist+attachments, pythonfilter-light+greylist+attachments
+                      (default: all but the last three; the attachments rows only run when
+                      rustfilter has the attachments module)
   --store-messages N  messages per measured run of the greylist servers (default 4000)
   --reference-messages N  messages per measured run of pythonfilter (default 2000; a fifth
                       of that with greylist)
@@ -504,6 +507,9 @@ enum Server {
     PyLight,
     PyGreylist,
     PyLightGreylist,
+    /// light + greylist (SQLite) + attachments, when rustfilter has the attachments module.
+    LightGreylistAttach,
+    PyLightGreylistAttach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,7 +547,7 @@ impl Expect {
 }
 
 impl Server {
-    const ALL: [Server; 12] = [
+    const ALL: [Server; 14] = [
         Server::Floor,
         Server::Empty,
         Server::Light,
@@ -554,6 +560,8 @@ impl Server {
         Server::PyLight,
         Server::PyGreylist,
         Server::PyLightGreylist,
+        Server::LightGreylistAttach,
+        Server::PyLightGreylistAttach,
     ];
 
     /// The name in `--servers`.
@@ -571,6 +579,8 @@ impl Server {
             Server::PyLight => "pythonfilter-light",
             Server::PyGreylist => "pythonfilter-greylist",
             Server::PyLightGreylist => "pythonfilter-light+greylist",
+            Server::LightGreylistAttach => "light+greylist+attachments",
+            Server::PyLightGreylistAttach => "pythonfilter-light+greylist+attachments",
         }
     }
 
@@ -588,6 +598,8 @@ impl Server {
             Server::PyLight => "pythonfilter light",
             Server::PyGreylist => "pythonfilter greylist dbm",
             Server::PyLightGreylist => "pythonfilter light+greylist dbm",
+            Server::LightGreylistAttach => "light+greylist+attachments sqlite",
+            Server::PyLightGreylistAttach => "pythonfilter light+greylist+attachm. dbm",
         }
     }
 
@@ -595,7 +607,11 @@ impl Server {
     fn is_reference(self) -> bool {
         matches!(
             self,
-            Server::PyNoop | Server::PyLight | Server::PyGreylist | Server::PyLightGreylist
+            Server::PyNoop
+                | Server::PyLight
+                | Server::PyGreylist
+                | Server::PyLightGreylist
+                | Server::PyLightGreylistAttach
         )
     }
 
@@ -606,6 +622,7 @@ impl Server {
             Server::Light => Some(Server::PyLight),
             Server::GreylistSqlite => Some(Server::PyGreylist),
             Server::LightGreylist => Some(Server::PyLightGreylist),
+            Server::LightGreylistAttach => Some(Server::PyLightGreylistAttach),
             _ => None,
         }
     }
@@ -616,6 +633,9 @@ impl Server {
             Server::Floor | Server::Empty | Server::PyNoop => "",
             Server::Light | Server::PyLight => LIGHT_CHAIN,
             Server::LightGreylist | Server::PyLightGreylist => LIGHT_GREYLIST_CHAIN,
+            Server::LightGreylistAttach | Server::PyLightGreylistAttach => {
+                LIGHT_GREYLIST_ATTACH_CHAIN
+            }
             Server::GreylistSqlite
             | Server::GreylistPg
             | Server::GreylistNewSqlite
@@ -629,7 +649,10 @@ impl Server {
             Server::Floor | Server::Empty | Server::Light | Server::PyNoop | Server::PyLight => {
                 None
             }
-            Server::PyGreylist | Server::PyLightGreylist => Some(StoreKind::Dbm),
+            Server::PyGreylist | Server::PyLightGreylist | Server::PyLightGreylistAttach => {
+                Some(StoreKind::Dbm)
+            }
+            Server::LightGreylistAttach => Some(StoreKind::Sqlite),
             Server::GreylistSqlite | Server::LightGreylist | Server::GreylistNewSqlite => {
                 Some(StoreKind::Sqlite)
             }
@@ -684,6 +707,8 @@ const REFERENCE_STORE_DIVISOR: usize = 5;
 
 const LIGHT_GREYLIST_CHAIN: &str =
     "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\n";
+const LIGHT_GREYLIST_ATTACH_CHAIN: &str =
+    "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\nattachments\n";
 
 /// One measured run.
 #[derive(Debug, Clone)]
@@ -895,6 +920,12 @@ fn run(opts: &Options) -> Result<bool> {
     }
 
     let mut servers = opts.servers.clone();
+    if servers.contains(&Server::LightGreylistAttach)
+        && let Err(why) = chain_accepted(&rustfilter, &scratch, LIGHT_GREYLIST_ATTACH_CHAIN)
+    {
+        println!("attachments rows skipped: {why}\n");
+        servers.retain(|s| s.chain() != LIGHT_GREYLIST_ATTACH_CHAIN);
+    }
     let mut pg = None;
     if servers
         .iter()
@@ -1037,6 +1068,49 @@ fn run(opts: &Options) -> Result<bool> {
     }
     drop(setup);
     Ok(met || !opts.strict)
+}
+
+/// Whether rustfilter accepts a chain (`rustfilter check-config`): a module may not exist
+/// yet in the binary measured.
+fn chain_accepted(
+    rustfilter: &Path,
+    scratch: &Scratch,
+    chain: &str,
+) -> std::result::Result<(), String> {
+    let dir = scratch.path().join("check-config");
+    let db = dir.join("db");
+    fs::create_dir_all(&db).map_err(|e| format!("cannot create {}: {e}", db.display()))?;
+    common::write_file(&dir.join("chain.conf"), chain.as_bytes())?;
+    common::write_file(
+        &dir.join("modules.conf"),
+        format!(
+            "[ttldb]\ntype = 'sqlite'\ndir = '{}'\n\n[greylist]\ngreylist_time = 0\n",
+            db.display()
+        )
+        .as_bytes(),
+    )?;
+    let out = std::process::Command::new(rustfilter)
+        .arg("check-config")
+        .arg("--config")
+        .arg(dir.join("chain.conf"))
+        .arg("--modules-config")
+        .arg(dir.join("modules.conf"))
+        .arg("--sysconfdir")
+        .arg(&scratch.sysconfdir)
+        .arg("--localstatedir")
+        .arg(&scratch.localstatedir)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rustfilter.display()))?;
+    let _ = fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rustfilter check-config refuses the chain ({}): {}",
+            chain.trim().replace('\n', ", "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// The venv with courier-pythonfilter 3.0.6, made (once) by tools/pythonfilter-ref.sh.
@@ -2180,7 +2254,11 @@ mod tests {
         assert!(big.messages(&o, Server::PyLight) >= 50);
         for (size, rcpt) in [(100 * 1024, 50), (1024, 1)] {
             let (data, control) = bench_message(7, size, Recipients::Fixed(rcpt));
-            assert!((size - 100..size + 200).contains(&data.len()), "{}", data.len());
+            assert!(
+                (size - 100..size + 200).contains(&data.len()),
+                "{}",
+                data.len()
+            );
             let control = String::from_utf8(control).expect("utf-8");
             assert_eq!(control.lines().filter(|l| l.starts_with('r')).count(), rcpt);
         }
