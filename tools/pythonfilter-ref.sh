@@ -24,7 +24,6 @@
 set -eu
 
 VERSION=3.0.6
-HERE=$(cd "$(dirname "$0")/.." && pwd)
 
 die() {
     echo "pythonfilter-ref.sh: $*" >&2
@@ -32,7 +31,7 @@ die() {
 }
 
 install_venv() {
-    venv=${1:-$HERE/target/pythonfilter-$VERSION}
+    venv=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/pythonfilter-$VERSION}
     stamp=$venv/.courier-pythonfilter-$VERSION
     if [ -f "$stamp" ] && [ -x "$venv/bin/pythonfilter" ]; then
         echo "$venv"
@@ -74,24 +73,14 @@ run_ref() {
         [ -f "$confdir/$f" ] || die "no $confdir/$f"
     done
     [ -d /usr/local/etc ] || die "/usr/local/etc is missing (needed as the bind-mount point)"
-    mkdir -p "$confdir/bin"
+    # Few processes here: this runs at every start of the reference, and counts in its
+    # start-to-ready time.
+    [ -d "$confdir/bin" ] || mkdir "$confdir/bin"
     # The reference asks `courier-config` for Courier's paths; sbindir has no `courier`, so
-    # its version is 'unknown' (no module uses it).
-    cat >"$confdir/bin/courier-config" <<EOF
-#!/bin/sh
-echo "prefix=$confdir"
-echo "exec_prefix=$confdir"
-echo "bindir=$confdir/bin"
-echo "sbindir=$confdir/sbin"
-echo "libexecdir=$confdir/libexec"
-echo "sysconfdir=$sysconfdir"
-echo "datadir=$confdir/share"
-echo "localstatedir=$localstatedir"
-echo "mailuser=daemon"
-echo "mailgroup=daemon"
-echo "mailuid=$(id -u)"
-echo "mailgid=$(id -g)"
-EOF
+    # its version is 'unknown' (no module uses it). mailuid/mailgid keep their defaults.
+    printf '#!/bin/sh\necho "prefix=%s"\necho "exec_prefix=%s"\necho "bindir=%s/bin"\necho "sbindir=%s/sbin"\necho "libexecdir=%s/libexec"\necho "sysconfdir=%s"\necho "datadir=%s/share"\necho "localstatedir=%s"\n' \
+        "$confdir" "$confdir" "$confdir" "$confdir" "$confdir" "$sysconfdir" "$confdir" "$localstatedir" \
+        >"$confdir/bin/courier-config"
     chmod 755 "$confdir/bin/courier-config"
     PATH=$confdir/bin:$PATH
     export PATH
