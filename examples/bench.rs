@@ -734,6 +734,8 @@ struct Run {
     tempfails: usize,
     driver_us: f64,
     rss_mib: f64,
+    /// Pss summed over master + workers just before the stop (shared pages counted once).
+    pss_mib: f64,
     ready_ms: f64,
 }
 
@@ -1431,16 +1433,20 @@ fn bench_server(
             tempfails,
             driver_us: me1.saturating_sub(me0).as_secs_f64() * 1e6 / n,
             rss_mib: 0.0,
+            pss_mib: 0.0,
             ready_ms,
         };
         runs.push(run);
     }
     let mut rss_kib = common::peak_rss_kib(daemon.pid())?;
+    let mut pss_kib = common::pss_kib(daemon.pid())?;
     for w in daemon.workers() {
         rss_kib += common::peak_rss_kib(w).unwrap_or(0);
+        pss_kib += common::pss_kib(w).unwrap_or(0);
     }
     for r in &mut runs {
         r.rss_mib = rss_kib as f64 / 1024.0;
+        r.pss_mib = pss_kib as f64 / 1024.0;
     }
     let (status, _) = daemon.stop(Duration::from_secs(15))?;
     if !status.success() {
@@ -1896,6 +1902,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
         "PG µs/msg",
         "451 4.3.0",
         "peak RSS MiB",
+        "PSS MiB",
         "ready ms",
         "driver µs/msg",
         "driver CPUs",
@@ -1943,7 +1950,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                 let col = |f: fn(&Run) -> f64| median(mine.iter().map(|r| f(r)).collect());
                 let floor_ratio = paired_ratio(runs, server, Server::Floor, vi, c, |r| r.cpu_us);
                 println!(
-                    "{vlabel}| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    "{vlabel}| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
                     server.label(),
                     col(|r| r.msgs_per_sec),
                     col(|r| r.p50_ms),
@@ -1970,6 +1977,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                         "-".to_string()
                     },
                     col(|r| r.rss_mib),
+                    col(|r| r.pss_mib),
                     col(|r| r.ready_ms),
                     col(|r| r.driver_us),
                     col(|r| r.driver_us * r.msgs_per_sec / 1e6),
@@ -1982,13 +1990,14 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                     let ratio =
                         |f: fn(&Run) -> f64| fmt_ratio(paired_ratio(runs, ours, server, vi, c, f));
                     println!(
-                        "{vlabel}| ÷ reference | {c} | {} | {} | {} | {} | {} | - | - | - | - | {} | {} | - | - |",
+                        "{vlabel}| ÷ reference | {c} | {} | {} | {} | {} | {} | - | - | - | - | {} | {} | {} | - | - |",
                         ratio(|r| r.msgs_per_sec),
                         ratio(|r| r.p50_ms),
                         ratio(|r| r.p99_ms),
                         ratio(|r| r.max_ms),
                         ratio(|r| r.cpu_us),
                         ratio(|r| r.rss_mib),
+                        ratio(|r| r.pss_mib),
                         ratio(|r| r.ready_ms),
                     );
                 }
@@ -2039,6 +2048,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                     let cpu = paired_ratio(runs, server, reference, vi, c, |r| r.cpu_us);
                     let tput = paired_ratio(runs, server, reference, vi, c, |r| r.msgs_per_sec);
                     let rss = paired_ratio(runs, server, reference, vi, c, |r| r.rss_mib);
+                    let pss = paired_ratio(runs, server, reference, vi, c, |r| r.pss_mib);
                     let chain_target = matches!(server, Server::Light | Server::GreylistSqlite);
                     let lower = match c {
                         1 => Some(10.0),
@@ -2070,7 +2080,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                             rss <= 1.0,
                             format!(
                                 "{}: peak RSS of master + {} workers {rss:.2}× pythonfilter's \
-                                 (target ≤ 1×)",
+                                 (target ≤ 1×; PSS, shared pages once: {pss:.2}×)",
                                 server.label(),
                                 opts.workers
                             ),
