@@ -8,7 +8,10 @@
 #                    real-Courier end-to-end test (needs root), stop both, then `make check`
 #   make check       rustfmt check + clippy, warnings are errors
 #   make demo        run examples/demo.rs
-#   make bench       run examples/bench.rs
+#   make bench       run examples/bench.rs: rustfilter against the floor and against
+#                    courier-pythonfilter 3.0.6 (pip-installed into target/ on first use)
+#   make bench-full  the same over the whole matrix: sizes 1k/100k/10m, 1 and 50
+#                    recipients, concurrency 1/8/64, every server (long: an hour or more)
 #   make soak        run examples/soak.rs: 1,000,000 messages through light + greylist
 #                    (SQLite) at C=8, RSS and open fds of every process sampled, must stay
 #                    flat, zero errors (SOAK_MESSAGES=N etc.; see SOAK.md)
@@ -74,7 +77,7 @@ STATIC_BIN    := target/$(STATIC_TARGET)/static/rustfilter
 # Above this the static binary is too big for the small hosts it is meant for.
 STATIC_MAX_BYTES := 5000000
 
-.PHONY: all build test check fmt-check clippy demo bench soak static test-static install uninstall clean
+.PHONY: all build test check fmt-check clippy demo bench bench-full soak static test-static install uninstall clean
 
 all: build
 
@@ -108,6 +111,9 @@ bench:
 
 soak:
 	$(CARGO) run --release --example soak
+bench-full:
+	$(CARGO) run --release --example bench -- --servers all --sizes 1k,100k,10m \
+		--recipients 1,50 --concurrency 1,8,64
 
 static:
 	@set -e; if ! command -v musl-gcc >/dev/null 2>&1; then \

@@ -15,13 +15,17 @@
 //!   database in the throwaway cluster of `tests/services/postgres.sh`). The store is filled
 //!   first so that every measured message is a passed triplet (`200 Ok`).
 //! * `greylist-new-sqlite`, `greylist-new-pg`: every message a first sight (`451`).
+//! * `pythonfilter-noop`, `pythonfilter-light`, `pythonfilter-greylist`,
+//!   `pythonfilter-light+greylist`: the reference, courier-pythonfilter 3.0.6 from PyPI in a
+//!   throwaway venv (tools/pythonfilter-ref.sh), run as a black box with the same chains
+//!   (greylist on its dbm TtlDb). The table shows each rustfilter chain's figures divided by
+//!   the reference's.
 //!
-//! Options (or environment variables): `--concurrency 8,1` (BENCH_CONCURRENCY), `--messages N`
-//! per measured run (BENCH_MESSAGES), `--warmup N` (BENCH_WARMUP), `--rounds N` (BENCH_ROUNDS),
-//! `--spool N` distinct messages (BENCH_SPOOL), `--workers N` (BENCH_WORKERS), `--servers
-//! LIST` (BENCH_SERVERS), `--store-messages N` per measured run of the greylist servers
-//! (BENCH_STORE_MESSAGES), `--strict` (exit 1 when the light chain or greylist on SQLite misses
-//! its target). `RUSTFILTER_BIN` runs another binary.
+//! Traffic variants: `--sizes 1k,100k,10m` (data file size) × `--recipients 1,50` (`1-3` is
+//! the default mix); each variant has a spool of its own.
+//!
+//! Every option is also an environment variable (see USAGE). `RUSTFILTER_BIN` runs another
+//! binary; `BENCH_PYTHONFILTER_VENV` puts the reference's venv elsewhere.
 
 mod common;
 
@@ -41,15 +45,24 @@ use rustfilter::store::PgConfig;
 use rustfilter::store::postgres::PgBackend;
 
 const ME: &str = "mail.bench.example";
-/// The light chain's CPU per message may be at most this multiple of the floor's.
-const TARGET_RATIO: f64 = 1.5;
+/// Issue 8: the light chain's CPU per message may be at most this multiple of the floor's.
+const LIGHT_TARGET_RATIO: f64 = 1.3;
+/// Issue 8: greylist alone on SQLite, at most this multiple of the floor's.
+const GREYLIST_TARGET_RATIO: f64 = 2.0;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const LIGHT_CHAIN: &str = "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\n";
-/// Issue 3: greylist alone on SQLite may cost the daemon at most this much CPU per message.
-const GREYLIST_TARGET_US: f64 = 60.0;
+/// `make bench`'s servers (the reference with light+greylist is left out: it alone would take
+/// a minute per round, its dbm store syncs to disk at every message).
+const DEFAULT_SERVERS: &str = concat!(
+    "floor,empty,light,",
+    "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg,",
+    "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist"
+);
 const ALL_SERVERS: &str = concat!(
     "floor,empty,light,",
-    "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg"
+    "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg,",
+    "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist,pythonfilter-light+greylist,",
+    "light+greylist+attachments,pythonfilter-light+greylist+attachments"
 );
 /// The throwaway PostgreSQL cluster of tests/services/postgres.sh (its defaults; the variables
 /// BENCH_PG_DIR and BENCH_PG_PORT choose another).
@@ -107,18 +120,25 @@ Usage: cargo run --release --example bench -- [OPTIONS]
   --concurrency LIST  client threads per measured run, comma-separated (default 8,1)
   --messages N        messages per measured run (default 20000)
   --warmup N          messages sent after each start before measuring (default 1000)
-  --rounds N          interleaved rounds; the table shows medians (default 5)
+  --rounds N          interleaved rounds; the table shows medians (default 3)
   --spool N           distinct spooled messages the traffic cycles through (default 500)
   --workers N         worker processes of each server (default 4)
-  --servers LIST      which servers to run (default all): floor, empty, light,
+  --servers LIST      which servers to run, or `all`: floor, empty, light,
                       greylist-sqlite, light+greylist, greylist-pg, greylist-new-sqlite,
-                      greylist-new-pg
+                      greylist-new-pg, pythonfilter-noop, pythonfilter-light,
+                      pythonfilter-greylist, pythonfilter-light+greylist,
+                      light+greylist+attachments, pythonfilter-light+greylist+attachments
+                      (default: all but the last three; the attachments rows only run when
+                      rustfilter has the attachments module)
   --store-messages N  messages per measured run of the greylist servers (default 4000)
-  --strict            exit 1 when the light chain's CPU/msg exceeds 1.5x the floor's, or
-                      greylist on SQLite exceeds 60 µs/msg
+  --reference-messages N  messages per measured run of pythonfilter (default 2000; a fifth
+                      of that with greylist)
+  --sizes LIST        data file sizes, e.g. 1k,100k,10m (default 1k)
+  --recipients LIST   recipients per message: numbers, or 1-3 for the mix (default 1-3)
+  --strict            exit 1 when a target of issue 8 that the run checks is not met
 Each option can also be given as an environment variable: BENCH_CONCURRENCY, BENCH_MESSAGES,
 BENCH_WARMUP, BENCH_ROUNDS, BENCH_SPOOL, BENCH_WORKERS, BENCH_SERVERS, BENCH_STORE_MESSAGES,
-BENCH_STRICT=1. The PostgreSQL rows use the cluster of tests/services/postgres.sh in
+BENCH_REFERENCE_MESSAGES, BENCH_SIZES, BENCH_RECIPIENTS, BENCH_STRICT=1. The PostgreSQL rows use the cluster of tests/services/postgres.sh in
 BENCH_PG_DIR (default /tmp/rustfilter-pg) on BENCH_PG_PORT (default 55432), started (and
 stopped at the end) when it is not running; without PostgreSQL they are skipped.";
 
@@ -132,7 +152,68 @@ struct Options {
     workers: usize,
     servers: Vec<Server>,
     store_messages: usize,
+    /// Messages per measured run of the pythonfilter servers.
+    reference_messages: usize,
+    /// Data file sizes, in bytes (one spool per size and recipient count).
+    sizes: Vec<usize>,
+    recipients: Vec<Recipients>,
     strict: bool,
+}
+
+/// How many recipients each message of a spool has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recipients {
+    /// 1, 2 or 3 (by message number): the default traffic.
+    Mixed,
+    Fixed(usize),
+}
+
+impl Recipients {
+    fn parse(s: &str) -> Option<Recipients> {
+        if s == "1-3" {
+            return Some(Recipients::Mixed);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => Some(Recipients::Fixed(n)),
+            _ => None,
+        }
+    }
+
+    fn of_message(self, i: u64) -> usize {
+        match self {
+            Recipients::Mixed => 1 + (i % 3) as usize,
+            Recipients::Fixed(n) => n,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Recipients::Mixed => "1-3".into(),
+            Recipients::Fixed(n) => n.to_string(),
+        }
+    }
+}
+
+/// `1k`, `100k`, `10m`, `2500`: bytes (k and m are 1024 and 1024²).
+fn parse_size(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last()? {
+        b'k' => (&lower[..lower.len() - 1], 1024),
+        b'm' => (&lower[..lower.len() - 1], 1024 * 1024),
+        _ => (lower.as_str(), 1),
+    };
+    let n = digits.parse::<usize>().ok()?.checked_mul(unit)?;
+    (200..=(256 << 20)).contains(&n).then_some(n)
+}
+
+fn size_label(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{}m", bytes >> 20)
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{}k", bytes >> 10)
+    } else {
+        bytes.to_string()
+    }
 }
 
 impl Options {
@@ -145,16 +226,25 @@ impl Options {
             ),
             ("messages", env("BENCH_MESSAGES").unwrap_or("20000".into())),
             ("warmup", env("BENCH_WARMUP").unwrap_or("1000".into())),
-            ("rounds", env("BENCH_ROUNDS").unwrap_or("5".into())),
+            ("rounds", env("BENCH_ROUNDS").unwrap_or("3".into())),
             ("spool", env("BENCH_SPOOL").unwrap_or("500".into())),
             ("workers", env("BENCH_WORKERS").unwrap_or("4".into())),
             (
                 "servers",
-                env("BENCH_SERVERS").unwrap_or(ALL_SERVERS.into()),
+                env("BENCH_SERVERS").unwrap_or(DEFAULT_SERVERS.into()),
             ),
             (
                 "store-messages",
                 env("BENCH_STORE_MESSAGES").unwrap_or("4000".into()),
+            ),
+            (
+                "reference-messages",
+                env("BENCH_REFERENCE_MESSAGES").unwrap_or("2000".into()),
+            ),
+            ("sizes", env("BENCH_SIZES").unwrap_or("1k".into())),
+            (
+                "recipients",
+                env("BENCH_RECIPIENTS").unwrap_or("1-3".into()),
             ),
         ];
         let mut strict = env("BENCH_STRICT").is_some_and(|v| v != "0");
@@ -193,21 +283,45 @@ impl Options {
                 _ => Err(format!("concurrency: expected numbers 1..1024, got '{c}'")),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let servers = get("servers")
+        let servers = match get("servers").unwrap_or("") {
+            "all" => ALL_SERVERS,
+            list => list,
+        }
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            Server::ALL
+                .iter()
+                .copied()
+                .find(|k| k.name() == s)
+                .ok_or_else(|| format!("servers: expected some of {ALL_SERVERS}, got '{s}'"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+        let sizes = get("sizes")
             .unwrap_or("")
             .split(',')
-            .map(|s| {
-                let s = s.trim();
-                Server::ALL
-                    .iter()
-                    .copied()
-                    .find(|k| k.name() == s)
-                    .ok_or_else(|| format!("servers: expected some of {ALL_SERVERS}, got '{s}'"))
+            .map(|v| {
+                parse_size(v.trim()).ok_or_else(|| {
+                    format!(
+                        "sizes: expected sizes like 1k,100k,10m (at least 200 bytes), got '{v}'"
+                    )
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let recipients = get("recipients")
+            .unwrap_or("")
+            .split(',')
+            .map(|v| {
+                Recipients::parse(v.trim())
+                    .ok_or_else(|| format!("recipients: expected 1-3 or numbers 1..500, got '{v}'"))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Options {
             concurrency,
             servers,
+            sizes,
+            recipients,
+            reference_messages: number("reference-messages", 1)?,
             messages: number("messages", 1)?,
             warmup: number("warmup", 0)?,
             rounds: number("rounds", 1)?,
@@ -388,12 +502,22 @@ enum Server {
     GreylistPg,
     GreylistNewSqlite,
     GreylistNewPg,
+    /// The reference, courier-pythonfilter 3.0.6, with the same chains.
+    PyNoop,
+    PyLight,
+    PyGreylist,
+    PyLightGreylist,
+    /// light + greylist (SQLite) + attachments, when rustfilter has the attachments module.
+    LightGreylistAttach,
+    PyLightGreylistAttach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StoreKind {
     Sqlite,
     Postgres,
+    /// pythonfilter's dbm TtlDb (GDBM with Debian's python3).
+    Dbm,
 }
 
 /// What every reply of a run must be.
@@ -423,7 +547,7 @@ impl Expect {
 }
 
 impl Server {
-    const ALL: [Server; 8] = [
+    const ALL: [Server; 14] = [
         Server::Floor,
         Server::Empty,
         Server::Light,
@@ -432,6 +556,12 @@ impl Server {
         Server::GreylistPg,
         Server::GreylistNewSqlite,
         Server::GreylistNewPg,
+        Server::PyNoop,
+        Server::PyLight,
+        Server::PyGreylist,
+        Server::PyLightGreylist,
+        Server::LightGreylistAttach,
+        Server::PyLightGreylistAttach,
     ];
 
     /// The name in `--servers`.
@@ -445,6 +575,12 @@ impl Server {
             Server::GreylistPg => "greylist-pg",
             Server::GreylistNewSqlite => "greylist-new-sqlite",
             Server::GreylistNewPg => "greylist-new-pg",
+            Server::PyNoop => "pythonfilter-noop",
+            Server::PyLight => "pythonfilter-light",
+            Server::PyGreylist => "pythonfilter-greylist",
+            Server::PyLightGreylist => "pythonfilter-light+greylist",
+            Server::LightGreylistAttach => "light+greylist+attachments",
+            Server::PyLightGreylistAttach => "pythonfilter-light+greylist+attachments",
         }
     }
 
@@ -458,25 +594,65 @@ impl Server {
             Server::GreylistPg => "greylist pg",
             Server::GreylistNewSqlite => "greylist sqlite, new triplets",
             Server::GreylistNewPg => "greylist pg, new triplets",
+            Server::PyNoop => "pythonfilter noop",
+            Server::PyLight => "pythonfilter light",
+            Server::PyGreylist => "pythonfilter greylist dbm",
+            Server::PyLightGreylist => "pythonfilter light+greylist dbm",
+            Server::LightGreylistAttach => "light+greylist+attachments sqlite",
+            Server::PyLightGreylistAttach => "pythonfilter light+greylist+attachm. dbm",
         }
     }
 
-    /// The chain file it runs (rustfilter servers only).
+    /// courier-pythonfilter 3.0.6 rather than rustfilter or the floor.
+    fn is_reference(self) -> bool {
+        matches!(
+            self,
+            Server::PyNoop
+                | Server::PyLight
+                | Server::PyGreylist
+                | Server::PyLightGreylist
+                | Server::PyLightGreylistAttach
+        )
+    }
+
+    /// The reference server running the same chain.
+    fn reference(self) -> Option<Server> {
+        match self {
+            Server::Empty => Some(Server::PyNoop),
+            Server::Light => Some(Server::PyLight),
+            Server::GreylistSqlite => Some(Server::PyGreylist),
+            Server::LightGreylist => Some(Server::PyLightGreylist),
+            Server::LightGreylistAttach => Some(Server::PyLightGreylistAttach),
+            _ => None,
+        }
+    }
+
+    /// The chain file it runs (not the floor).
     fn chain(self) -> &'static str {
         match self {
-            Server::Floor | Server::Empty => "",
-            Server::Light => LIGHT_CHAIN,
-            Server::LightGreylist => LIGHT_GREYLIST_CHAIN,
+            Server::Floor | Server::Empty | Server::PyNoop => "",
+            Server::Light | Server::PyLight => LIGHT_CHAIN,
+            Server::LightGreylist | Server::PyLightGreylist => LIGHT_GREYLIST_CHAIN,
+            Server::LightGreylistAttach | Server::PyLightGreylistAttach => {
+                LIGHT_GREYLIST_ATTACH_CHAIN
+            }
             Server::GreylistSqlite
             | Server::GreylistPg
             | Server::GreylistNewSqlite
-            | Server::GreylistNewPg => "greylist\n",
+            | Server::GreylistNewPg
+            | Server::PyGreylist => "greylist\n",
         }
     }
 
     fn store(self) -> Option<StoreKind> {
         match self {
-            Server::Floor | Server::Empty | Server::Light => None,
+            Server::Floor | Server::Empty | Server::Light | Server::PyNoop | Server::PyLight => {
+                None
+            }
+            Server::PyGreylist | Server::PyLightGreylist | Server::PyLightGreylistAttach => {
+                Some(StoreKind::Dbm)
+            }
+            Server::LightGreylistAttach => Some(StoreKind::Sqlite),
             Server::GreylistSqlite | Server::LightGreylist | Server::GreylistNewSqlite => {
                 Some(StoreKind::Sqlite)
             }
@@ -500,7 +676,13 @@ impl Server {
     /// Messages per measured run. The new-triplets servers need a spool file pair per
     /// message, and creating and removing many files is slow on some file systems: a quarter.
     fn messages(self, opts: &Options) -> usize {
-        if self.new_triplets() {
+        if self.is_reference() && self.store().is_some() {
+            // pythonfilter's dbm TtlDb syncs to disk at every unlock: tens of messages a
+            // second.
+            opts.reference_messages.div_ceil(REFERENCE_STORE_DIVISOR)
+        } else if self.is_reference() {
+            opts.reference_messages
+        } else if self.new_triplets() {
             opts.store_messages.div_ceil(NEW_TRIPLETS_DIVISOR)
         } else if self.store().is_some() {
             opts.store_messages
@@ -510,7 +692,9 @@ impl Server {
     }
 
     fn warmup(self, opts: &Options) -> usize {
-        if self.new_triplets() {
+        if self.is_reference() {
+            opts.warmup.min(opts.reference_messages / 4)
+        } else if self.new_triplets() {
             opts.warmup.div_ceil(NEW_TRIPLETS_DIVISOR)
         } else {
             opts.warmup
@@ -519,21 +703,27 @@ impl Server {
 }
 
 const NEW_TRIPLETS_DIVISOR: usize = 4;
+const REFERENCE_STORE_DIVISOR: usize = 5;
 
 const LIGHT_GREYLIST_CHAIN: &str =
     "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\n";
+const LIGHT_GREYLIST_ATTACH_CHAIN: &str =
+    "noduplicates\nnosuccessdsn\nwhitelist_auth\ndeliveredto\ngreylist\nattachments\n";
 
 /// One measured run.
 #[derive(Debug, Clone)]
 struct Run {
     server: Server,
+    /// Index into the variants (message size × recipients).
+    variant: usize,
     concurrency: usize,
     round: usize,
     msgs_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
-    /// From schedstat (ns) when available.
+    /// From schedstat (ns) when available; for the reference, from /proc/<pid>/stat (see
+    /// `bench_server`).
     cpu_us: f64,
     /// From /proc/<pid>/stat utime+stime (clock ticks), for comparison.
     stat_us: f64,
@@ -544,23 +734,167 @@ struct Run {
     tempfails: usize,
     driver_us: f64,
     rss_mib: f64,
+    /// Pss summed over master + workers just before the stop (shared pages counted once).
+    pss_mib: f64,
     ready_ms: f64,
 }
+
+/// One kind of traffic: data file size and recipients per message.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    size: usize,
+    recipients: Recipients,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        format!(
+            "{} B × {} rcpt",
+            size_label(self.size),
+            self.recipients.label()
+        )
+    }
+
+    /// Distinct messages in the spool: fewer when they are big (disk space, set-up time).
+    fn spool_len(self, opts: &Options) -> usize {
+        opts.spool
+            .min((SPOOL_BYTES / self.size).max(10))
+            .min((MAX_SPOOL_TRIPLETS / self.many_recipients()).max(10))
+    }
+
+    /// The recipient count when it is more than the default mix's 1-3, else 1: the greylist
+    /// servers do a store lookup per recipient, so their runs are that much shorter.
+    fn many_recipients(self) -> usize {
+        match self.recipients {
+            Recipients::Fixed(n) if n > 3 => n,
+            _ => 1,
+        }
+    }
+
+    /// Messages per measured run: fewer when they are big, so a run of 10 MB messages takes
+    /// seconds, not minutes.
+    fn messages(self, opts: &Options, server: Server) -> usize {
+        let budget = if server.is_reference() {
+            REFERENCE_RUN_BYTES
+        } else {
+            RUN_BYTES
+        };
+        let n = if server.store().is_some() {
+            (server.messages(opts) * 2 / self.many_recipients()).max(20)
+        } else {
+            server.messages(opts)
+        };
+        n.min((budget / self.size).max(50))
+    }
+
+    fn warmup(self, opts: &Options, server: Server) -> usize {
+        server.warmup(opts).min(self.messages(opts, server))
+    }
+}
+
+/// With many recipients per message, the spool is cut to about this many triplets (each is
+/// stored twice by the greylist servers before the measured runs).
+const MAX_SPOOL_TRIPLETS: usize = 1000;
+/// Spool size cap (bytes of data files) per variant.
+const SPOOL_BYTES: usize = 256 << 20;
+/// Data read per measured run, at most (rustfilter and the floor; the reference).
+const RUN_BYTES: usize = 2 << 30;
+const REFERENCE_RUN_BYTES: usize = 512 << 20;
+/// The new-triplets servers need a spool file pair per message: only for small messages.
+const NEW_TRIPLETS_MAX_SIZE: usize = 128 << 10;
 
 struct Setup {
     scratch: Scratch,
     rustfilter: PathBuf,
     this_program: PathBuf,
+    pg: Option<PgCluster>,
+    /// The venv holding courier-pythonfilter 3.0.6, when reference servers run.
+    venv: Option<PathBuf>,
+}
+
+/// The spooled messages of one variant; their directories are removed when dropped.
+struct Spool {
     requests: Vec<Vec<u8>>,
     /// Distinct triplets for the new-triplets servers (each used once per server start).
     new_requests: Vec<Vec<u8>>,
     messages: Vec<(SpoolMessage, u64)>,
-    pg: Option<PgCluster>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Spool {
+    fn build(setup: &Setup, opts: &Options, index: usize, variant: Variant) -> Result<Spool> {
+        let mut spool = Spool {
+            requests: Vec::new(),
+            new_requests: Vec::new(),
+            messages: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let n = variant.spool_len(opts);
+        for i in 0..n as u64 {
+            spool.add(setup, index, variant, i)?;
+        }
+        // The new-triplets servers use each of these once per start: warm-up, then every run.
+        let new_count = if variant.size <= NEW_TRIPLETS_MAX_SIZE
+            && opts.servers.iter().any(|s| s.new_triplets())
+        {
+            variant.warmup(opts, Server::GreylistNewSqlite)
+                + variant.messages(opts, Server::GreylistNewSqlite) * opts.concurrency.len()
+        } else {
+            0
+        };
+        for i in 0..new_count as u64 {
+            spool.add(setup, index, variant, NEW_TRIPLETS_BASE + i)?;
+        }
+        let requests: Vec<Vec<u8>> = spool.messages.iter().map(|(m, _)| m.request()).collect();
+        spool.new_requests = requests[n..].to_vec();
+        spool.requests = requests[..n].to_vec();
+        Ok(spool)
+    }
+
+    fn add(&mut self, setup: &Setup, index: usize, variant: Variant, i: u64) -> Result<()> {
+        let (data, control) = bench_message(i, variant.size, variant.recipients);
+        let dir = format!("{}", 180_000 + index as u64 * 100_000 + i / 100);
+        let msg = SpoolMessage::write(&setup.scratch.localstatedir, &dir, i, ME, &data, &control)?;
+        let dir = setup.scratch.localstatedir.join("tmp").join(dir);
+        if self.dirs.last() != Some(&dir) {
+            self.dirs.push(dir);
+        }
+        self.messages.push((msg, control.len() as u64));
+        Ok(())
+    }
+
+    /// The traffic must be steady-state: no control file may have changed.
+    fn check_unchanged(&self) -> Result<()> {
+        for (msg, len) in &self.messages {
+            let now = fs::metadata(&msg.controls[0])
+                .or_fail(|| format!("cannot stat {}", msg.controls[0].display()))?
+                .len();
+            if now != *len {
+                return Err(format!(
+                    "{} changed during the bench ({len} -> {now} bytes)",
+                    msg.controls[0].display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
 }
 
 fn run(opts: &Options) -> Result<bool> {
     // Only build rustfilter when it is to be measured.
-    let rustfilter = if opts.servers.iter().any(|&s| s != Server::Floor) {
+    let rustfilter = if opts
+        .servers
+        .iter()
+        .any(|&s| s != Server::Floor && !s.is_reference())
+    {
         common::rustfilter_binary()?
     } else {
         PathBuf::new()
@@ -579,7 +913,7 @@ fn run(opts: &Options) -> Result<bool> {
     common::write_file(&etc.join("light.conf"), LIGHT_CHAIN.as_bytes())?;
     common::write_file(&etc.join("modules.conf"), b"")?;
     for &server in &opts.servers {
-        if server.store().is_some() {
+        if server.store().is_some() && !server.is_reference() {
             common::write_file(
                 &etc.join(format!("{}.conf", server.name())),
                 server.chain().as_bytes(),
@@ -587,25 +921,13 @@ fn run(opts: &Options) -> Result<bool> {
         }
     }
 
-    let mut messages = Vec::with_capacity(opts.spool);
-    for i in 0..opts.spool as u64 {
-        messages.push(spool_message(&scratch, i)?);
-    }
-    // The new-triplets servers use each of these once per start: warm-up, then every run.
-    let new_count = if opts.servers.iter().any(|s| s.new_triplets()) {
-        Server::GreylistNewSqlite.warmup(opts)
-            + Server::GreylistNewSqlite.messages(opts) * opts.concurrency.len()
-    } else {
-        0
-    };
-    for i in 0..new_count as u64 {
-        messages.push(spool_message(&scratch, NEW_TRIPLETS_BASE + i)?);
-    }
-    let requests: Vec<Vec<u8>> = messages.iter().map(|(m, _)| m.request()).collect();
-    let new_requests = requests[opts.spool..].to_vec();
-    let requests = requests[..opts.spool].to_vec();
-
     let mut servers = opts.servers.clone();
+    if servers.contains(&Server::LightGreylistAttach)
+        && let Err(why) = chain_accepted(&rustfilter, &scratch, LIGHT_GREYLIST_ATTACH_CHAIN)
+    {
+        println!("attachments rows skipped: {why}\n");
+        servers.retain(|s| s.chain() != LIGHT_GREYLIST_ATTACH_CHAIN);
+    }
     let mut pg = None;
     if servers
         .iter()
@@ -619,6 +941,16 @@ fn run(opts: &Options) -> Result<bool> {
             }
         }
     }
+    let mut venv = None;
+    if servers.iter().any(|s| s.is_reference()) {
+        match reference_venv() {
+            Ok(v) => venv = Some(v),
+            Err(why) => {
+                println!("pythonfilter rows skipped: {why}\n");
+                servers.retain(|s| !s.is_reference());
+            }
+        }
+    }
     let opts = &Options {
         servers,
         ..opts.clone()
@@ -627,18 +959,19 @@ fn run(opts: &Options) -> Result<bool> {
         scratch,
         rustfilter,
         this_program,
-        requests,
-        new_requests,
-        messages,
         pg,
+        venv,
     };
-
-    let avg_data: u64 = setup
-        .messages
+    let variants: Vec<Variant> = opts
+        .sizes
         .iter()
-        .map(|(m, _)| fs::metadata(&m.data).map(|md| md.len()).unwrap_or(0))
-        .sum::<u64>()
-        / setup.messages.len() as u64;
+        .flat_map(|&size| {
+            opts.recipients
+                .iter()
+                .map(move |&recipients| Variant { size, recipients })
+        })
+        .collect();
+
     println!("rustfilter bench");
     println!("================");
     println!(
@@ -648,16 +981,24 @@ fn run(opts: &Options) -> Result<bool> {
         common::clock_ticks_per_second()
     );
     println!(
-        "spool: {} messages (data ~{avg_data} bytes, 1-3 recipients) in {}",
+        "traffic: {} (data file size × recipients per message); spool of up to {} distinct \
+         messages per variant in {}",
+        variants
+            .iter()
+            .map(|v| v.label())
+            .collect::<Vec<_>>()
+            .join(", "),
         opts.spool,
         setup.scratch.path().display()
     );
     println!(
-        "each run: {} workers, {} warm-up messages after start, then {} measured messages at \
-         concurrency {}; {} interleaved rounds",
+        "each run: {} workers (rustfilter, floor), {} warm-up messages after start, then {} \
+         measured messages ({} for pythonfilter; fewer for big messages) at concurrency {}; {} \
+         interleaved rounds",
         opts.workers,
         opts.warmup,
         opts.messages,
+        opts.reference_messages,
         opts.concurrency
             .iter()
             .map(usize::to_string)
@@ -666,12 +1007,19 @@ fn run(opts: &Options) -> Result<bool> {
         opts.rounds
     );
     println!("light chain: {}", LIGHT_CHAIN.trim().replace('\n', ", "));
+    if let Some(v) = &setup.venv {
+        println!(
+            "reference: courier-pythonfilter 3.0.6 from {} (one thread per connection; greylist \
+             on its dbm TtlDb, GDBM)",
+            v.display()
+        );
+    }
     if opts.servers.iter().any(|s| s.store().is_some()) {
         println!(
             "greylist servers: greylist_time = 0, a fresh store per start (SQLite in the temp \
              dir{}); {} messages per measured run. Passed traffic: the spool's triplets are sent \
-             twice first (451, then promoted). New triplets: {} messages per measured run, from \
-             a spool of {} more messages, each sent once per start.",
+             twice first (451, then promoted). New triplets: {} messages per measured run, each \
+             sent once per start.",
             match &setup.pg {
                 Some(pg) => format!(
                     ", PostgreSQL a new database on 127.0.0.1:{}{}",
@@ -686,37 +1034,35 @@ fn run(opts: &Options) -> Result<bool> {
             },
             opts.store_messages,
             Server::GreylistNewSqlite.messages(opts),
-            setup.new_requests.len()
         );
     }
     println!();
 
     let mut runs = Vec::new();
     let started = Instant::now();
-    for round in 0..opts.rounds {
-        // Rotate the order so no server always runs first (caches, CPU frequency).
-        for k in 0..opts.servers.len() {
-            let server = opts.servers[(k + round) % opts.servers.len()];
-            common::check_interrupted()?;
-            runs.extend(bench_server(&setup, opts, server, round)?);
+    for (index, &variant) in variants.iter().enumerate() {
+        let spool = Spool::build(&setup, opts, index, variant)?;
+        let servers: Vec<Server> = opts
+            .servers
+            .iter()
+            .copied()
+            .filter(|s| !s.new_triplets() || !spool.new_requests.is_empty())
+            .collect();
+        for round in 0..opts.rounds {
+            // Rotate the order so no server always runs first (caches, CPU frequency).
+            for k in 0..servers.len() {
+                let server = servers[(k + round) % servers.len()];
+                common::check_interrupted()?;
+                runs.extend(bench_server(
+                    &setup, &spool, opts, server, index, variant, round,
+                )?);
+            }
         }
+        spool.check_unchanged()?;
     }
     println!("\nall runs took {:.1} s", started.elapsed().as_secs_f64());
 
-    // The traffic must be steady-state: no control file may have grown.
-    for (msg, len) in &setup.messages {
-        let now = fs::metadata(&msg.controls[0])
-            .or_fail(|| format!("cannot stat {}", msg.controls[0].display()))?
-            .len();
-        if now != *len {
-            return Err(format!(
-                "{} changed during the bench ({len} -> {now} bytes)",
-                msg.controls[0].display()
-            ));
-        }
-    }
-
-    let met = print_table(opts, &runs);
+    let met = print_table(opts, &variants, &runs);
     if let Some(pg) = &setup.pg
         && pg.started_by_us
     {
@@ -726,21 +1072,86 @@ fn run(opts: &Options) -> Result<bool> {
     Ok(met || !opts.strict)
 }
 
+/// Whether rustfilter accepts a chain (`rustfilter check-config`): a module may not exist
+/// yet in the binary measured.
+fn chain_accepted(
+    rustfilter: &Path,
+    scratch: &Scratch,
+    chain: &str,
+) -> std::result::Result<(), String> {
+    let dir = scratch.path().join("check-config");
+    let db = dir.join("db");
+    fs::create_dir_all(&db).map_err(|e| format!("cannot create {}: {e}", db.display()))?;
+    common::write_file(&dir.join("chain.conf"), chain.as_bytes())?;
+    common::write_file(
+        &dir.join("modules.conf"),
+        format!(
+            "[ttldb]\ntype = 'sqlite'\ndir = '{}'\n\n[greylist]\ngreylist_time = 0\n",
+            db.display()
+        )
+        .as_bytes(),
+    )?;
+    let out = std::process::Command::new(rustfilter)
+        .arg("check-config")
+        .arg("--config")
+        .arg(dir.join("chain.conf"))
+        .arg("--modules-config")
+        .arg(dir.join("modules.conf"))
+        .arg("--sysconfdir")
+        .arg(&scratch.sysconfdir)
+        .arg("--localstatedir")
+        .arg(&scratch.localstatedir)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rustfilter.display()))?;
+    let _ = fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rustfilter check-config refuses the chain ({}): {}",
+            chain.trim().replace('\n', ", "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The venv with courier-pythonfilter 3.0.6, made (once) by tools/pythonfilter-ref.sh.
+fn reference_venv() -> std::result::Result<PathBuf, String> {
+    let script = reference_script();
+    let mut cmd = std::process::Command::new(&script);
+    cmd.arg("install");
+    if let Some(dir) = std::env::var_os("BENCH_PYTHONFILTER_VENV").filter(|d| !d.is_empty()) {
+        cmd.arg(dir);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} install failed ({})",
+            script.display(),
+            out.status
+        ));
+    }
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let venv = PathBuf::from(path);
+    if !venv.join("bin/pythonfilter").is_file() {
+        return Err(format!(
+            "{} install printed '{}', which has no bin/pythonfilter",
+            script.display(),
+            venv.display()
+        ));
+    }
+    Ok(venv)
+}
+
+fn reference_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pythonfilter-ref.sh")
+}
+
 /// The new-triplets spool numbers its messages from here (distinct senders and files).
 const NEW_TRIPLETS_BASE: u64 = 1_000_000;
-
-fn spool_message(scratch: &Scratch, i: u64) -> Result<(SpoolMessage, u64)> {
-    let (data, control) = bench_message(i);
-    let msg = SpoolMessage::write(
-        &scratch.localstatedir,
-        &format!("{}", 180_000 + i / 100),
-        i,
-        ME,
-        &data,
-        &control,
-    )?;
-    Ok((msg, control.len() as u64))
-}
 
 fn kernel() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -748,11 +1159,12 @@ fn kernel() -> String {
         .unwrap_or_else(|_| "Linux".into())
 }
 
-/// A ~1 KB message and its control file, as Courier writes them for ESMTP mail.
-fn bench_message(i: u64) -> (Vec<u8>, Vec<u8>) {
+/// A message of about `size` bytes and its control file, as Courier writes them for ESMTP
+/// mail.
+fn bench_message(i: u64, size: usize, recipients: Recipients) -> (Vec<u8>, Vec<u8>) {
     let ip = format!("192.0.{}.{}", 2 + (i / 250) % 50, 1 + i % 250);
     let sender = format!("sender{i}@example{}.org", i % 37);
-    let nrcpt = 1 + (i % 3) as usize;
+    let nrcpt = recipients.of_message(i);
     let rcpts: Vec<String> = (0..nrcpt)
         .map(|k| format!("user{}@bench.example", (i * 7 + k as u64) % 1000))
         .collect();
@@ -778,11 +1190,13 @@ fn bench_message(i: u64) -> (Vec<u8>, Vec<u8>) {
             .iter()
             .map(|r| format!("<{r}>"))
             .collect::<Vec<_>>()
-            .join(", "),
+            .join(",\n "),
         i % 37
     ));
     let line = "The quick brown fox jumps over the lazy dog, again and again.\n";
-    while data.len() < 1000 + (i % 7) as usize * 20 {
+    let target = size.saturating_sub(24) + (i % 7) as usize * 20;
+    data.reserve(target.saturating_sub(data.len()) + line.len());
+    while data.len() < target {
         data.push_str(line);
     }
     let mut control = format!(
@@ -800,25 +1214,33 @@ fn bench_message(i: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Start one server, warm it up, measure each concurrency, stop it.
-fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> Result<Vec<Run>> {
+#[allow(clippy::too_many_arguments)]
+fn bench_server(
+    setup: &Setup,
+    spool: &Spool,
+    opts: &Options,
+    server: Server,
+    variant_index: usize,
+    variant: Variant,
+    round: usize,
+) -> Result<Vec<Run>> {
     let s = &setup.scratch;
-    let log = s
-        .path()
-        .join(format!("{}-{round}.log", server.label().replace(' ', "-")));
+    let tag = format!("{}-{variant_index}-{round}", server.name());
+    let log = s.path().join(format!("{tag}.log"));
     let workers = opts.workers.to_string();
-    // A fresh store for each start: SQLite in a directory of its own, PostgreSQL a new
+    // A fresh store for each start: SQLite or dbm in a directory of its own, PostgreSQL a new
     // database (dropped when `store` goes).
     let mut modules_conf = s.sysconfdir.join("modules.conf");
     let mut store: Option<FreshStore> = None;
     if let Some(kind) = server.store() {
-        let fresh = FreshStore::new(setup, kind, &format!("{}-{round}", server.name()))?;
-        modules_conf = s
-            .sysconfdir
-            .join(format!("modules-{}-{round}.conf", server.name()));
-        common::write_file(
-            &modules_conf,
-            format!("{}[greylist]\ngreylist_time = 0\n", fresh.ttldb_section()).as_bytes(),
-        )?;
+        let fresh = FreshStore::new(setup, kind, &tag)?;
+        if !server.is_reference() {
+            modules_conf = s.sysconfdir.join(format!("modules-{tag}.conf"));
+            common::write_file(
+                &modules_conf,
+                format!("{}[greylist]\ngreylist_time = 0\n", fresh.ttldb_section()).as_bytes(),
+            )?;
+        }
         store = Some(fresh);
     }
     let (program, name, args): (&Path, &str, Vec<OsString>) = match server {
@@ -835,6 +1257,37 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
                 workers.into(),
             ],
         ),
+        _ if server.is_reference() => {
+            let venv = setup
+                .venv
+                .as_ref()
+                .ok_or_else(|| "no pythonfilter venv".to_string())?;
+            // Its two config files, which the launcher mounts where pythonfilter looks.
+            let confdir = s.path().join(format!("pythonfilter-{tag}"));
+            common::write_file(
+                &confdir.join("pythonfilter.conf"),
+                server.chain().as_bytes(),
+            )?;
+            let modules = match &store {
+                Some(st) => format!("{}[greylist.py]\ngreylist_time = 0\n", st.ttldb_section()),
+                None => String::new(),
+            };
+            common::write_file(
+                &confdir.join("pythonfilter-modules.conf"),
+                modules.as_bytes(),
+            )?;
+            (
+                REFERENCE_SCRIPT.get_or_init(reference_script),
+                "pythonfilter",
+                vec![
+                    "run".into(),
+                    venv.clone().into(),
+                    s.sysconfdir.clone().into(),
+                    s.localstatedir.clone().into(),
+                    confdir.into(),
+                ],
+            )
+        }
         _ => {
             let chain = match server {
                 Server::Empty => "empty.conf".to_string(),
@@ -862,10 +1315,10 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
         }
     };
     let socket = s.socket(name);
-    let mut daemon = Daemon::start(program, &args, &log, Duration::from_secs(10))?;
+    let mut daemon = Daemon::start(program, &args, &log, Duration::from_secs(30))?;
     let ready_ms = daemon.ready_after.as_secs_f64() * 1000.0;
     let initial_workers = daemon.workers();
-    if initial_workers.len() < opts.workers {
+    if !server.is_reference() && initial_workers.len() < opts.workers {
         return Err(format!(
             "{}: expected {} workers after readiness, found {:?}",
             server.label(),
@@ -877,9 +1330,9 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     let mut offset = 0usize;
     let expect = server.expect();
     let requests = if server.new_triplets() {
-        &setup.new_requests
+        &spool.new_requests
     } else {
-        &setup.requests
+        &spool.requests
     };
     if server.store().is_some() && !server.new_triplets() {
         // The steady state of a greylisting host: every triplet is known and has passed.
@@ -902,13 +1355,13 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     // A store failure is a possible outcome under load (PostgreSQL serialization conflicts):
     // counted and reported, not a bench failure, once the store is filled.
     let tolerate = server.store().is_some();
-    let warmup = server.warmup(opts);
+    let warmup = variant.warmup(opts, server);
     if warmup > 0 {
         drive(&socket, requests, offset, warmup, max_c, expect, tolerate)
             .map_err(|e| format!("{} warm-up: {e}{}", server.label(), log_hint(&daemon)))?;
         offset += warmup;
     }
-    let messages = server.messages(opts);
+    let messages = variant.messages(opts, server);
     let mut runs = Vec::new();
     for &c in &opts.concurrency {
         let store0 = match &mut store {
@@ -957,30 +1410,43 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
             let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
             latencies[idx - 1] as f64 / 1000.0
         };
+        let stat_us = cpu1.stat.saturating_sub(cpu0.stat).as_secs_f64() * 1e6 / n;
+        // pythonfilter runs a thread per connection: the per-thread schedstat of a finished
+        // thread is gone, while /proc/<pid>/stat keeps the time of the process's dead threads.
+        let cpu_us = if server.is_reference() {
+            stat_us
+        } else {
+            cpu1.best().saturating_sub(cpu0.best()).as_secs_f64() * 1e6 / n
+        };
         let run = Run {
             server,
+            variant: variant_index,
             concurrency: c,
             round,
             msgs_per_sec: n / wall.as_secs_f64(),
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
-            cpu_us: cpu1.best().saturating_sub(cpu0.best()).as_secs_f64() * 1e6 / n,
-            stat_us: cpu1.stat.saturating_sub(cpu0.stat).as_secs_f64() * 1e6 / n,
+            cpu_us,
+            stat_us,
             store_us,
             tempfails,
             driver_us: me1.saturating_sub(me0).as_secs_f64() * 1e6 / n,
             rss_mib: 0.0,
+            pss_mib: 0.0,
             ready_ms,
         };
         runs.push(run);
     }
     let mut rss_kib = common::peak_rss_kib(daemon.pid())?;
+    let mut pss_kib = common::pss_kib(daemon.pid())?;
     for w in daemon.workers() {
         rss_kib += common::peak_rss_kib(w).unwrap_or(0);
+        pss_kib += common::pss_kib(w).unwrap_or(0);
     }
     for r in &mut runs {
         r.rss_mib = rss_kib as f64 / 1024.0;
+        r.pss_mib = pss_kib as f64 / 1024.0;
     }
     let (status, _) = daemon.stop(Duration::from_secs(15))?;
     if !status.success() {
@@ -999,10 +1465,11 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
     }
     for r in &runs {
         println!(
-            "round {}/{}  {:<29}  C={:<3} {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
-             daemon {:>6.1} µs/msg (stat {:>5.1})  driver {:>6.1} µs/msg{}{}",
+            "round {}/{}  {:<14} {:<31}  C={:<3} {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  \
+             daemon {:>7.1} µs/msg (stat {:>7.1})  driver {:>6.1} µs/msg{}{}",
             round + 1,
             opts.rounds,
+            variant.label(),
             server.label(),
             r.concurrency,
             r.msgs_per_sec,
@@ -1024,10 +1491,12 @@ fn bench_server(setup: &Setup, opts: &Options, server: Server, round: usize) -> 
         );
     }
     drop(daemon);
-    // The rustfilter logs hold a line per message; keep the scratch dir small.
+    // The logs hold a line per message; keep the scratch dir small.
     let _ = fs::remove_file(&log);
     Ok(runs)
 }
+
+static REFERENCE_SCRIPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 // =============================================================================================
 // The stores of the greylist servers.
@@ -1135,16 +1604,25 @@ fn superuser() -> PgConfig {
 /// An empty store for one server start, removed when dropped.
 enum FreshStore {
     Sqlite(PathBuf),
-    Postgres { su: Box<PgBackend>, db: String },
+    /// pythonfilter's dbm TtlDb directory.
+    Dbm(PathBuf),
+    Postgres {
+        su: Box<PgBackend>,
+        db: String,
+    },
 }
 
 impl FreshStore {
     fn new(setup: &Setup, kind: StoreKind, tag: &str) -> Result<FreshStore> {
         match kind {
-            StoreKind::Sqlite => {
+            StoreKind::Sqlite | StoreKind::Dbm => {
                 let dir = setup.scratch.path().join(format!("db-{tag}"));
                 fs::create_dir_all(&dir).or_fail(|| format!("cannot create {}", dir.display()))?;
-                Ok(FreshStore::Sqlite(dir))
+                Ok(if kind == StoreKind::Dbm {
+                    FreshStore::Dbm(dir)
+                } else {
+                    FreshStore::Sqlite(dir)
+                })
             }
             StoreKind::Postgres => {
                 if setup.pg.is_none() {
@@ -1171,6 +1649,9 @@ impl FreshStore {
         match self {
             FreshStore::Sqlite(dir) => {
                 format!("[ttldb]\ntype = 'sqlite'\ndir = '{}'\n\n", dir.display())
+            }
+            FreshStore::Dbm(dir) => {
+                format!("[ttldb]\ntype = 'dbm'\ndir = '{}'\n\n", dir.display())
             }
             // TCP, as from a mail host to a shared database server.
             FreshStore::Postgres { db, .. } => format!(
@@ -1211,7 +1692,7 @@ impl FreshStore {
 impl Drop for FreshStore {
     fn drop(&mut self) {
         match self {
-            FreshStore::Sqlite(dir) => {
+            FreshStore::Sqlite(dir) | FreshStore::Dbm(dir) => {
                 let _ = fs::remove_dir_all(dir);
             }
             FreshStore::Postgres { su, db } => {
@@ -1352,18 +1833,63 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Print the medians; returns whether the light chain and greylist on SQLite met their targets
-/// at every concurrency.
-fn print_table(opts: &Options, runs: &[Run]) -> bool {
+/// The median over the rounds of `f(run of a) / f(run of b)`, pairing runs of the same round,
+/// variant and concurrency: they ran minutes apart at most, so they share the machine's mood.
+fn paired_ratio(
+    runs: &[Run],
+    a: Server,
+    b: Server,
+    variant: usize,
+    c: usize,
+    f: fn(&Run) -> f64,
+) -> f64 {
+    let find = |s: Server, round: usize| {
+        runs.iter().find(|r| {
+            r.server == s && r.variant == variant && r.concurrency == c && r.round == round
+        })
+    };
+    median(
+        runs.iter()
+            .filter(|r| r.server == a && r.variant == variant && r.concurrency == c)
+            .filter_map(|r| find(b, r.round).map(|o| f(r) / f(o)))
+            .filter(|x| x.is_finite())
+            .collect(),
+    )
+}
+
+/// A ratio to the reference: 3 significant digits, so 0.0213× and 47.2× both read well.
+fn fmt_ratio(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}×")
+    } else if x >= 10.0 {
+        format!("{x:.1}×")
+    } else if x >= 1.0 {
+        format!("{x:.2}×")
+    } else {
+        let digits = (2.0 - x.log10().floor()).clamp(2.0, 6.0) as usize;
+        format!("{x:.digits$}×")
+    }
+}
+
+/// Print the medians, with the ratio of each rustfilter chain to the reference running the
+/// same chain, then the verdicts on issue 8's targets; returns whether every target checked
+/// was met.
+fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
     println!(
         "\nMedians over {} round(s), {} messages per run ({} for the greylist servers, {} with \
-         new triplets):\n",
+         new triplets, {} for pythonfilter; fewer for big messages). \"÷ reference\" rows: \
+         rustfilter's figure divided by pythonfilter's, per round, median.\n",
         opts.rounds,
         opts.messages,
         opts.store_messages,
-        Server::GreylistNewSqlite.messages(opts)
+        Server::GreylistNewSqlite.messages(opts),
+        opts.reference_messages,
     );
     let header = [
+        "size",
+        "rcpt",
         "server",
         "C",
         "msgs/s",
@@ -1376,8 +1902,10 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
         "PG µs/msg",
         "451 4.3.0",
         "peak RSS MiB",
+        "PSS MiB",
         "ready ms",
         "driver µs/msg",
+        "driver CPUs",
     ];
     println!("| {} |", header.join(" | "));
     println!(
@@ -1385,91 +1913,232 @@ fn print_table(opts: &Options, runs: &[Run]) -> bool {
         header
             .iter()
             .enumerate()
-            .map(|(i, _)| if i == 0 { " --- " } else { " ---: " })
+            .map(|(i, _)| if i <= 2 { " --- " } else { " ---: " })
             .collect::<Vec<_>>()
             .join("|")
     );
+    // Each rustfilter chain, then the reference with the same chain, then their ratios.
+    let mut order: Vec<Server> = Vec::new();
+    for &s in opts.servers.iter().filter(|s| !s.is_reference()) {
+        order.push(s);
+        if let Some(r) = s.reference().filter(|r| opts.servers.contains(r)) {
+            order.push(r);
+        }
+    }
+    for &s in opts.servers.iter().filter(|s| s.is_reference()) {
+        if !order.contains(&s) {
+            order.push(s);
+        }
+    }
     let mut met = true;
     let mut verdicts = Vec::new();
-    for &c in &opts.concurrency {
-        for &server in &opts.servers {
-            let mine: Vec<&Run> = runs
-                .iter()
-                .filter(|r| r.server == server && r.concurrency == c)
-                .collect();
-            let col = |f: fn(&Run) -> f64| median(mine.iter().map(|r| f(r)).collect());
-            // Ratio per round against the floor run of the same round, then the median: the
-            // pairs ran back to back, so they share the machine's mood.
-            let ratio = median(
-                mine.iter()
-                    .filter_map(|r| {
-                        runs.iter()
-                            .find(|f| {
-                                f.server == Server::Floor
-                                    && f.concurrency == c
-                                    && f.round == r.round
-                            })
-                            .map(|f| r.cpu_us / f.cpu_us)
-                    })
-                    .collect(),
-            );
-            println!(
-                "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} |",
-                server.label(),
-                col(|r| r.msgs_per_sec),
-                col(|r| r.p50_ms),
-                col(|r| r.p99_ms),
-                col(|r| r.max_ms),
-                col(|r| r.cpu_us),
-                if ratio.is_nan() {
-                    "-".to_string()
-                } else {
-                    format!("{ratio:.2}")
-                },
-                col(|r| r.stat_us),
-                {
-                    let pg = col(|r| r.store_us);
-                    if pg.is_nan() {
+    for (vi, variant) in variants.iter().enumerate() {
+        let vlabel = format!(
+            "| {} | {} ",
+            size_label(variant.size),
+            variant.recipients.label()
+        );
+        for &c in &opts.concurrency {
+            for &server in &order {
+                let mine: Vec<&Run> = runs
+                    .iter()
+                    .filter(|r| r.server == server && r.variant == vi && r.concurrency == c)
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let col = |f: fn(&Run) -> f64| median(mine.iter().map(|r| f(r)).collect());
+                let floor_ratio = paired_ratio(runs, server, Server::Floor, vi, c, |r| r.cpu_us);
+                println!(
+                    "{vlabel}| {} | {c} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    server.label(),
+                    col(|r| r.msgs_per_sec),
+                    col(|r| r.p50_ms),
+                    col(|r| r.p99_ms),
+                    col(|r| r.max_ms),
+                    col(|r| r.cpu_us),
+                    if floor_ratio.is_nan() {
                         "-".to_string()
                     } else {
-                        format!("{pg:.1}")
+                        format!("{floor_ratio:.2}")
+                    },
+                    col(|r| r.stat_us),
+                    {
+                        let pg = col(|r| r.store_us);
+                        if pg.is_nan() {
+                            "-".to_string()
+                        } else {
+                            format!("{pg:.1}")
+                        }
+                    },
+                    if server.store().is_some() {
+                        mine.iter().map(|r| r.tempfails).sum::<usize>().to_string()
+                    } else {
+                        "-".to_string()
+                    },
+                    col(|r| r.rss_mib),
+                    col(|r| r.pss_mib),
+                    col(|r| r.ready_ms),
+                    col(|r| r.driver_us),
+                    col(|r| r.driver_us * r.msgs_per_sec / 1e6),
+                );
+                if server.is_reference() {
+                    // Its ratio row follows the rustfilter chain with the same modules.
+                    let Some(&ours) = order.iter().find(|s| s.reference() == Some(server)) else {
+                        continue;
+                    };
+                    let ratio =
+                        |f: fn(&Run) -> f64| fmt_ratio(paired_ratio(runs, ours, server, vi, c, f));
+                    println!(
+                        "{vlabel}| ÷ reference | {c} | {} | {} | {} | {} | {} | - | - | - | - | {} | {} | {} | - | - |",
+                        ratio(|r| r.msgs_per_sec),
+                        ratio(|r| r.p50_ms),
+                        ratio(|r| r.p99_ms),
+                        ratio(|r| r.max_ms),
+                        ratio(|r| r.cpu_us),
+                        ratio(|r| r.rss_mib),
+                        ratio(|r| r.pss_mib),
+                        ratio(|r| r.ready_ms),
+                    );
+                }
+                let mut verdict = |ok: bool, text: String| {
+                    met &= ok;
+                    verdicts.push(format!(
+                        "{} C={c} {text}: {}",
+                        variant.label(),
+                        if ok { "met" } else { "NOT met" }
+                    ));
+                };
+                // Issue 8's targets.
+                if server == Server::Light && !floor_ratio.is_nan() {
+                    verdict(
+                        floor_ratio <= LIGHT_TARGET_RATIO,
+                        format!(
+                            "light chain: {floor_ratio:.2}× the floor's CPU per message (target \
+                             ≤ {LIGHT_TARGET_RATIO}×)"
+                        ),
+                    );
+                }
+                if server == Server::GreylistSqlite && !floor_ratio.is_nan() {
+                    verdict(
+                        floor_ratio <= GREYLIST_TARGET_RATIO,
+                        format!(
+                            "greylist on SQLite: {floor_ratio:.2}× the floor's CPU per message \
+                             (target ≤ {GREYLIST_TARGET_RATIO}×)"
+                        ),
+                    );
+                }
+                if server == Server::Light && c == 8 {
+                    let p99 = col(|r| r.p99_ms);
+                    verdict(
+                        p99 <= 1.0,
+                        format!("light chain: p99 {p99:.2} ms (target ≤ 1 ms)"),
+                    );
+                }
+                if !server.is_reference() && server != Server::Floor {
+                    let ready = col(|r| r.ready_ms);
+                    if c == opts.concurrency[0] && server == Server::Light {
+                        verdict(
+                            ready <= 10.0,
+                            format!("light chain: ready after {ready:.1} ms (target ≤ 10 ms)"),
+                        );
                     }
-                },
-                if server.store().is_some() {
-                    mine.iter().map(|r| r.tempfails).sum::<usize>().to_string()
-                } else {
-                    "-".to_string()
-                },
-                col(|r| r.rss_mib),
-                col(|r| r.ready_ms),
-                col(|r| r.driver_us),
-            );
-            if server == Server::Light && !ratio.is_nan() {
-                let ok = ratio <= TARGET_RATIO;
-                met &= ok;
-                verdicts.push(format!(
-                    "light chain at C={c}: {ratio:.2}× the floor's CPU per message (target ≤ \
-                     {TARGET_RATIO}×): {}",
-                    if ok { "met" } else { "NOT met" }
-                ));
+                }
+                if let Some(reference) = server.reference().filter(|r| opts.servers.contains(r)) {
+                    let cpu = paired_ratio(runs, server, reference, vi, c, |r| r.cpu_us);
+                    let tput = paired_ratio(runs, server, reference, vi, c, |r| r.msgs_per_sec);
+                    let rss = paired_ratio(runs, server, reference, vi, c, |r| r.rss_mib);
+                    let pss = paired_ratio(runs, server, reference, vi, c, |r| r.pss_mib);
+                    let chain_target = matches!(server, Server::Light | Server::GreylistSqlite);
+                    let lower = match c {
+                        1 => Some(10.0),
+                        8 => Some(30.0),
+                        _ => None,
+                    };
+                    if let (true, Some(lower), false) = (chain_target, lower, cpu.is_nan()) {
+                        verdict(
+                            cpu <= 1.0 / lower,
+                            format!(
+                                "{}: CPU per message {:.0}× lower than pythonfilter's (target ≥ \
+                                 {lower}×)",
+                                server.label(),
+                                1.0 / cpu
+                            ),
+                        );
+                    }
+                    if chain_target && c == 8 && !tput.is_nan() {
+                        verdict(
+                            tput >= 10.0,
+                            format!(
+                                "{}: {tput:.1}× pythonfilter's throughput (target ≥ 10×)",
+                                server.label()
+                            ),
+                        );
+                    }
+                    if chain_target && c == opts.concurrency[0] && !rss.is_nan() {
+                        verdict(
+                            rss <= 1.0,
+                            format!(
+                                "{}: peak RSS of master + {} workers {rss:.2}× pythonfilter's \
+                                 (target ≤ 1×; PSS, shared pages once: {pss:.2}×)",
+                                server.label(),
+                                opts.workers
+                            ),
+                        );
+                    }
+                }
+                if c == 64
+                    && opts.concurrency.contains(&8)
+                    && matches!(server, Server::Light | Server::GreylistSqlite)
+                {
+                    let at64 = col(|r| r.msgs_per_sec);
+                    let at8 = median(
+                        runs.iter()
+                            .filter(|r| r.server == server && r.variant == vi && r.concurrency == 8)
+                            .map(|r| r.msgs_per_sec)
+                            .collect(),
+                    );
+                    verdict(
+                        at64 >= 0.8 * at8,
+                        format!(
+                            "{}: throughput at C=64 {:.2}× that at C=8 (no collapse: ≥ 0.8×)",
+                            server.label(),
+                            at64 / at8
+                        ),
+                    );
+                }
             }
-            let cpu = col(|r| r.cpu_us);
-            if server == Server::GreylistSqlite && !cpu.is_nan() {
-                let ok = cpu <= GREYLIST_TARGET_US;
-                met &= ok;
-                verdicts.push(format!(
-                    "greylist on SQLite at C={c}: {cpu:.1} µs of daemon CPU per message (target \
-                     ≤ {GREYLIST_TARGET_US} µs): {}",
-                    if ok { "met" } else { "NOT met" }
-                ));
-            }
-            if server == Server::GreylistPg && !cpu.is_nan() {
-                let pg = col(|r| r.store_us);
-                verdicts.push(format!(
-                    "greylist on PostgreSQL at C={c}: {cpu:.1} µs of daemon CPU per message, \
-                     plus {pg:.1} µs in the PostgreSQL server processes ({:.1} µs in all)",
-                    cpu + pg
-                ));
+        }
+    }
+    // Cost against message size, per chain (the first concurrency).
+    if opts.sizes.len() > 1
+        && let Some(&c) = opts.concurrency.first()
+    {
+        println!("\nCPU µs/msg by message size at C={c}:");
+        for &server in &order {
+            for &rcpt in &opts.recipients {
+                let figures: Vec<String> = variants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.recipients == rcpt)
+                    .map(|(vi, v)| {
+                        let cpu = median(
+                            runs.iter()
+                                .filter(|r| {
+                                    r.server == server && r.variant == vi && r.concurrency == c
+                                })
+                                .map(|r| r.cpu_us)
+                                .collect(),
+                        );
+                        format!("{} {cpu:.1}", size_label(v.size))
+                    })
+                    .collect();
+                println!(
+                    "  {:<32} {} rcpt: {}",
+                    server.label(),
+                    rcpt.label(),
+                    figures.join(", ")
+                );
             }
         }
     }
@@ -1535,7 +2204,7 @@ mod tests {
     #[test]
     fn bench_messages_look_like_courier_spool_files() {
         for i in [0, 3, 7, 499] {
-            let (data, control) = bench_message(i);
+            let (data, control) = bench_message(i, 1024, Recipients::Mixed);
             let data = String::from_utf8(data).expect("utf-8");
             let control = String::from_utf8(control).expect("utf-8");
             assert!(data.starts_with("Received: from "));
@@ -1556,6 +2225,63 @@ mod tests {
                     .any(|l| l.starts_with('N') && l.contains('S'))
             );
         }
+    }
+
+    #[test]
+    fn variants_sizes_and_recipients() {
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100K"), Some(100 * 1024));
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("2500"), Some(2500));
+        assert_eq!(parse_size("10"), None);
+        assert_eq!(parse_size("1g"), None);
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(size_label(10 << 20), "10m");
+        assert_eq!(size_label(1024), "1k");
+        assert_eq!(Recipients::parse("1-3"), Some(Recipients::Mixed));
+        assert_eq!(Recipients::parse("50"), Some(Recipients::Fixed(50)));
+        assert_eq!(Recipients::parse("0"), None);
+        let o = opts(&[
+            "--sizes",
+            "1k,10m",
+            "--recipients",
+            "1,50",
+            "--servers",
+            "all",
+        ])
+        .expect("variants");
+        assert_eq!(o.sizes, vec![1024, 10 << 20]);
+        assert_eq!(o.servers.len(), Server::ALL.len());
+        assert!(opts(&["--sizes", "1k,"]).is_err());
+        assert!(opts(&["--recipients", "1,9999"]).is_err());
+        // Big messages and many recipients: shorter spools and runs.
+        let big = Variant {
+            size: 10 << 20,
+            recipients: Recipients::Fixed(50),
+        };
+        assert_eq!(big.spool_len(&o), 20);
+        assert!(big.messages(&o, Server::Light) <= 300);
+        assert!(big.messages(&o, Server::PyLight) >= 50);
+        for (size, rcpt) in [(100 * 1024, 50), (1024, 1)] {
+            let (data, control) = bench_message(7, size, Recipients::Fixed(rcpt));
+            assert!(
+                (size - 100..size + 200).contains(&data.len()),
+                "{}",
+                data.len()
+            );
+            let control = String::from_utf8(control).expect("utf-8");
+            assert_eq!(control.lines().filter(|l| l.starts_with('r')).count(), rcpt);
+        }
+        // Each reference server runs the chain of the rustfilter server it is compared to.
+        for s in Server::ALL {
+            if let Some(r) = s.reference() {
+                assert!(r.is_reference());
+                assert_eq!(s.chain().trim(), r.chain().trim());
+            }
+        }
+        assert_eq!(fmt_ratio(0.0213), "0.0213×");
+        assert_eq!(fmt_ratio(47.24), "47.2×");
+        assert_eq!(fmt_ratio(f64::NAN), "-");
     }
 
     #[test]

@@ -627,6 +627,19 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
+/// Proportional set size (Pss of /proc/<pid>/smaps_rollup) of one process now, in KiB: its
+/// resident pages, each shared page divided among the processes that map it. Summed over a
+/// master and its forked workers, shared pages count once, unlike VmHWM.
+pub fn pss_kib(pid: u32) -> Result<u64> {
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .or_fail(|| format!("cannot read /proc/{pid}/smaps_rollup"))?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no Pss in /proc/{pid}/smaps_rollup"))
+}
+
 /// This process's CPU time (all threads).
 pub fn own_cpu() -> Duration {
     // SAFETY: getrusage writes into the struct we own.
@@ -663,6 +676,7 @@ mod tests {
         let me = std::process::id();
         assert!(process_alive(me));
         assert!(peak_rss_kib(me).expect("VmHWM") > 0);
+        assert!(pss_kib(me).expect("Pss") > 0);
         let cpu = tree_cpu(me).expect("stat");
         assert!(cpu.best() <= Duration::from_secs(3600));
     }
