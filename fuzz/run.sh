@@ -1,0 +1,64 @@
+#!/bin/bash
+# Run the cargo-fuzz targets one after the other (FUZZING.md). Used by `make fuzz` and
+# `make fuzz-smoke`.
+#
+#   fuzz/run.sh [--smoke] SECONDS [TARGET...]
+#
+# Each target runs SECONDS seconds (one libFuzzer process, nice'd). Without --smoke new
+# inputs go into fuzz/corpus/<target>/ (kept; minimize with `make fuzz-merge` before a
+# commit); with --smoke the committed corpus is only read and new inputs go to a temporary
+# directory, so CI leaves the tree clean. A crash, timeout or OOM leaves its input in
+# fuzz/artifacts/<target>/ and makes the script fail after the remaining targets ran.
+# FUZZ_ARGS adds libFuzzer options, e.g. "-fork=1 -ignore_crashes=1 -ignore_timeouts=1
+# -ignore_ooms=1" to keep fuzzing past a finding for the whole time.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+smoke=
+if [ "${1:-}" = --smoke ]; then smoke=1; shift; fi
+seconds=${1:?usage: fuzz/run.sh [--smoke] SECONDS [TARGET...]}
+shift
+# Stable Rust: no sanitizer (-Zsanitizer needs nightly; the parsers are safe Rust), with
+# debug assertions and overflow checks (-a) so arithmetic overflow is a finding too.
+FUZZ_FLAGS=(-s none -a -O)
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz/run.sh: installing cargo-fuzz" >&2
+    cargo install --locked cargo-fuzz || exit 1
+fi
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(cargo fuzz list)
+fi
+
+nice -n 10 cargo fuzz build "${FUZZ_FLAGS[@]}" || exit 1
+
+failed=()
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for t in "${targets[@]}"; do
+    corpus=fuzz/corpus/$t
+    mkdir -p "$corpus" "fuzz/artifacts/$t"
+    if [ -n "$smoke" ]; then
+        dirs=("$tmp/$t" "$corpus")
+        mkdir -p "$tmp/$t"
+    else
+        dirs=("$corpus")
+    fi
+    echo "=== $t: ${seconds}s, corpus $(find "$corpus" -type f | wc -l) files"
+    # -timeout: one input taking more than 10 s is a finding; -rss_limit_mb: so is 2 GB.
+    if ! nice -n 10 cargo fuzz run "${FUZZ_FLAGS[@]}" "$t" "${dirs[@]}" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -print_final_stats=1 ${FUZZ_ARGS:-}; then
+        failed+=("$t")
+    fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz/run.sh: findings in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+    exit 1
+fi
+echo "fuzz/run.sh: ${#targets[@]} targets, ${seconds}s each, no findings"
