@@ -3,11 +3,13 @@
 # `make fuzz-smoke`.
 #
 #   fuzz/run.sh [--smoke] SECONDS [TARGET...]
+#   fuzz/run.sh --merge [TARGET...]
 #
 # Each target runs SECONDS seconds (one libFuzzer process, nice'd). Without --smoke new
 # inputs go into fuzz/corpus/<target>/ (kept; minimize with `make fuzz-merge` before a
 # commit); with --smoke the committed corpus is only read and new inputs go to a temporary
-# directory, so CI leaves the tree clean. A crash, timeout or OOM leaves its input in
+# directory, so CI leaves the tree clean. --merge minimizes fuzz/corpus/<target>/ (libFuzzer's
+# -merge=1 via cargo fuzz cmin): the smallest set of inputs with the same coverage. A crash, timeout or OOM leaves its input in
 # fuzz/artifacts/<target>/ and makes the script fail after the remaining targets ran.
 # FUZZ_ARGS adds libFuzzer options, e.g. "-fork=1 -ignore_crashes=1 -ignore_timeouts=1
 # -ignore_ooms=1" to keep fuzzing past a finding for the whole time.
@@ -16,14 +18,28 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 smoke=
-if [ "${1:-}" = --smoke ]; then smoke=1; shift; fi
-seconds=${1:?usage: fuzz/run.sh [--smoke] SECONDS [TARGET...]}
-shift
+merge=
+case "${1:-}" in
+    --smoke) smoke=1; shift;;
+    --merge) merge=1; shift;;
+esac
+if [ -z "$merge" ]; then
+    seconds=${1:?usage: fuzz/run.sh [--smoke] SECONDS [TARGET...] | --merge [TARGET...]}
+    shift
+fi
 # Stable Rust: no sanitizer (-Zsanitizer needs nightly; the parsers are safe Rust), with
 # debug assertions and overflow checks (-a) so arithmetic overflow is a finding too.
 FUZZ_FLAGS=(-s none -a -O)
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# libfuzzer-sys compiles libFuzzer (C++).
+if ! command -v c++ >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || { echo "fuzz/run.sh: no C++ compiler; install g++ (needs root)" >&2; exit 1; }
+    echo "fuzz/run.sh: installing g++" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update || exit 1
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 \
+        --no-install-recommends install g++ || exit 1
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz/run.sh: installing cargo-fuzz" >&2
     cargo install --locked cargo-fuzz || exit 1
@@ -35,6 +51,20 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 nice -n 10 cargo fuzz build "${FUZZ_FLAGS[@]}" || exit 1
+
+if [ -n "$merge" ]; then
+    mkdir -p fuzz/artifacts
+    for t in "${targets[@]}"; do
+        before=$(find "fuzz/corpus/$t" -type f | wc -l)
+        nice -n 10 cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$t" "fuzz/corpus/$t" -- -rss_limit_mb=2048 \
+            -max_len=65536 >"fuzz/artifacts/cmin-$t.log" 2>&1 || {
+            echo "fuzz/run.sh: cmin $t failed (fuzz/artifacts/cmin-$t.log)" >&2
+            exit 1
+        }
+        echo "$t: $before -> $(find "fuzz/corpus/$t" -type f | wc -l) files"
+    done
+    exit 0
+fi
 
 failed=()
 tmp=$(mktemp -d)
