@@ -88,11 +88,15 @@ for t in "${targets[@]}"; do
     else
         dirs=("$corpus")
     fi
+    found_before=$(find "fuzz/artifacts/$t" -type f | wc -l)
     echo "=== $t: ${seconds}s, corpus $(find "$corpus" -type f | wc -l) files"
     # -timeout: one input taking more than 10 s is a finding; -rss_limit_mb: so is 2 GB.
     if ! nice -n 10 cargo fuzz run "${FUZZ_FLAGS[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 ${FUZZ_ARGS:-}; then
+        failed+=("$t")
+    elif [ "$(find "fuzz/artifacts/$t" -type f | wc -l)" != "$found_before" ]; then
+        # -fork=1 with -ignore_crashes etc. exits 0 after findings.
         failed+=("$t")
     fi
 done
