@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
         records: lines.collect(),
         queries: 0,
     };
-    let ip = if data.len() % 2 == 0 {
+    let ip = if data.len().is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
     } else {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
