@@ -22,6 +22,12 @@
 #                    directory and the cron file
 #   make uninstall   remove what install put there (configs and the state are kept)
 #   make clean       remove target/
+#   make fuzz        run each cargo-fuzz target (fuzz/) FUZZ_TIME seconds (default 600), one at
+#                    a time, growing fuzz/corpus/<target>/; FUZZ_TARGETS="spf literal" picks
+#                    some; installs cargo-fuzz when missing (FUZZING.md)
+#   make fuzz-smoke  the same, FUZZ_SMOKE_TIME seconds (default 15) per target, corpora only
+#                    read (CI runs it after make test)
+#   make fuzz-merge  minimize fuzz/corpus/<target>/ (libFuzzer -merge=1) before committing it
 #
 # install honours DESTDIR and PREFIX (default /usr/local). The filter goes into
 # Courier's filters directory (courier-config's libexecdir/filters, else
@@ -78,6 +84,12 @@ STATIC_BIN    := target/$(STATIC_TARGET)/static/rustfilter
 STATIC_MAX_BYTES := 5000000
 
 .PHONY: all build test check fmt-check clippy demo bench bench-full soak static test-static install uninstall clean
+.PHONY: fuzz fuzz-smoke fuzz-merge
+
+# Fuzzing (fuzz/run.sh, FUZZING.md): seconds per target, and which targets (default all).
+FUZZ_TIME       ?= 600
+FUZZ_SMOKE_TIME ?= 15
+FUZZ_TARGETS    ?=
 
 all: build
 
@@ -223,3 +235,12 @@ uninstall:
 
 clean:
 	$(CARGO) clean
+
+fuzz:
+	fuzz/run.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	fuzz/run.sh --smoke $(FUZZ_SMOKE_TIME) $(FUZZ_TARGETS)
+
+fuzz-merge:
+	fuzz/run.sh --merge $(FUZZ_TARGETS)

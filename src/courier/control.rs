@@ -296,13 +296,30 @@ impl Envelope {
                 })?;
             files.push(ControlFile::parse(path, data));
         }
+        Ok(Envelope::from_files(paths.to_vec(), files))
+    }
+
+    /// Parse control files already in memory: each file's path (for `paths()` and log
+    /// messages only) and its bytes. [`Envelope::load`] without the reading (fuzzing, tests).
+    pub fn from_bytes(files: Vec<(PathBuf, Vec<u8>)>) -> Envelope {
+        let (paths, files) = files
+            .into_iter()
+            .map(|(path, data)| {
+                let file = ControlFile::parse(&path, data);
+                (path, file)
+            })
+            .unzip();
+        Envelope::from_files(paths, files)
+    }
+
+    fn from_files(paths: Vec<PathBuf>, files: Vec<ControlFile>) -> Envelope {
         let mut envelope = Envelope {
-            paths: paths.to_vec(),
+            paths,
             files,
             client_ip: None,
         };
         envelope.client_ip = envelope.find_client_ip();
-        Ok(envelope)
+        envelope
     }
 
     fn find_client_ip(&self) -> Option<IpAddr> {
@@ -638,6 +655,24 @@ mod tests {
         assert_eq!(
             env.client_ip(),
             Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+    }
+
+    #[test]
+    fn from_bytes_is_load_without_the_reading() {
+        let env = Envelope::from_bytes(vec![
+            (PathBuf::from("a"), b"sone@x\nrr@x\nR\nN\n".to_vec()),
+            (
+                PathBuf::from("b"),
+                b"OTCPREMOTEIP=192.0.2.9\n\xffbad\n".to_vec(),
+            ),
+        ]);
+        assert_eq!(env.paths(), [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(env.sender(), Some("one@x"));
+        assert_eq!(env.recipients(), [Recipient::new("r@x", "", "")]);
+        assert_eq!(
+            env.client_ip(),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)))
         );
     }
 

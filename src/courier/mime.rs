@@ -284,9 +284,11 @@ pub fn decode_encoded_words(s: &str) -> String {
             out.push_str(ws);
         }
         last_was_word = false;
-        let next = rest[1..]
+        // Past the first character (it may be several bytes), up to where a word may start.
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let next = rest[first..]
             .find(['=', ' ', '\t', '\r', '\n'])
-            .map_or(rest.len(), |p| p + 1);
+            .map_or(rest.len(), |p| p + first);
         out.push_str(&rest[..next]);
         rest = &rest[next..];
     }
@@ -649,6 +651,21 @@ pub(crate) mod tests {
             "a =?x-unknown?Q?b?= c"
         );
         assert_eq!(decode_encoded_words("=?utf-8?q?a_b?=  x"), "a b  x");
+    }
+
+    #[test]
+    fn multibyte_character_before_an_encoded_word_start() {
+        // Found by fuzzing (fuzz/fuzz_targets/attachments.rs): a name whose text starts with a
+        // multi-byte character (here U+FFFD from a raw 0x97 byte) panicked on a char boundary.
+        assert_eq!(decode_encoded_words("\u{fffd}=?.zip"), "\u{fffd}=?.zip");
+        assert_eq!(
+            decode_encoded_words("é=?utf-8?q?x?=ü =?utf-8?q?y?="),
+            "éxü y"
+        );
+        let got = names(&mixed(&[
+            "Content-Type: application/octet-stream; name=\"é=?.zip\"\n\nx\n",
+        ]));
+        assert_eq!(names_of(&got), ["é=?.zip"]);
     }
 
     #[test]

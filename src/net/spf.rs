@@ -133,6 +133,7 @@ pub fn check_host(
         dns_terms: 0,
         voids: 0,
         deadline: Instant::now() + opts.time_limit,
+        validated: None,
     };
     eval.check(domain, true)
 }
@@ -646,6 +647,10 @@ struct Evaluator<'a> {
     dns_terms: u32,
     voids: u32,
     deadline: Instant,
+    /// The client's validated names for `%{p}` (`None` inside: no PTR answer), looked up once
+    /// per check: they do not depend on the domain, and a record may hold any number of
+    /// `%{p}`, each otherwise costing a PTR and up to 10 address lookups.
+    validated: Option<Option<Vec<String>>>,
 }
 
 fn result(verdict: Verdict, detail: impl Into<String>) -> SpfResult {
@@ -963,17 +968,26 @@ impl Evaluator<'_> {
     /// `%{p}`: a validated name of the client, preferring `domain` itself, then a subdomain of
     /// it, then any (§7.3); `unknown` when there is none.
     fn validated_name(&mut self, domain: &str) -> Result<String, Abort> {
-        let Ok(names) = self.lookup.ptr(self.ip) else {
+        if self.validated.is_none() {
+            let found = match self.lookup.ptr(self.ip) {
+                Ok(names) => {
+                    let mut validated = Vec::new();
+                    for name in names.iter().take(10) {
+                        let name = name.trim_end_matches('.');
+                        if self.validates(name)? {
+                            validated.push(name.to_string());
+                        }
+                    }
+                    Some(validated)
+                }
+                Err(_) => None,
+            };
+            self.validated = Some(found);
+        }
+        let Some(Some(validated)) = &self.validated else {
             return Ok("unknown".to_string());
         };
         let domain = domain.to_ascii_lowercase();
-        let mut validated = Vec::new();
-        for name in names.iter().take(10) {
-            let name = name.trim_end_matches('.');
-            if self.validates(name)? {
-                validated.push(name.to_string());
-            }
-        }
         let pick = validated
             .iter()
             .find(|n| n.eq_ignore_ascii_case(&domain))
@@ -1238,6 +1252,7 @@ mod tests {
             dns_terms: 0,
             voids: 0,
             deadline: Instant::now() + Duration::from_secs(20),
+            validated: None,
         };
         let parsed = parse_macro_string(text, context).unwrap();
         match eval.expand(&parsed, "email.example.com") {
@@ -1539,6 +1554,52 @@ mod tests {
             Verdict::None
         );
         assert_eq!(zone.queries, before);
+    }
+
+    #[test]
+    fn validated_names_are_looked_up_once_per_check() {
+        // Found by fuzzing (fuzz/fuzz_targets/spf.rs): every %{p} did its own PTR and address
+        // lookups, so a record with many of them in a redirect chain made thousands of queries.
+        let many_p = "%{p}.".repeat(40);
+        let mut zone = Zone::default()
+            .with_txt(
+                "example.com",
+                &format!("v=spf1 exists:{many_p}x.example.com redirect={many_p}r.example.com"),
+            )
+            .with_txt("mail.example.com", "v=spf1 -all")
+            .with_addr("mail.example.com", "192.0.2.1")
+            .with_addr("other.example.net", "192.0.2.1");
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        zone.ptr.insert(
+            ip,
+            vec![
+                "other.example.net".to_string(),
+                "mail.example.com.".to_string(),
+            ],
+        );
+        let got = check_mail_from(&mut zone, ip, "a@example.com", "h", &opts());
+        // The redirect target (40 labels "mail.example.com") is too long: permerror or none;
+        // what matters is the number of queries: TXT, PTR, 2 validations, exists, redirect.
+        let _ = got;
+        assert!(zone.queries <= 8, "{} queries", zone.queries);
+        // The pick still depends on the domain: the one under it first, else the first valid.
+        let mut zone = Zone::default()
+            .with_txt("example.com", "v=spf1 -all exp=e.example.com")
+            .with_txt("e.example.com", "%{p} %{p}")
+            .with_addr("mail.example.com", "192.0.2.1")
+            .with_addr("other.example.net", "192.0.2.1");
+        zone.ptr.insert(
+            ip,
+            vec![
+                "other.example.net".to_string(),
+                "mail.example.com".to_string(),
+            ],
+        );
+        let got = check_mail_from(&mut zone, ip, "a@example.com", "h", &opts());
+        assert_eq!(
+            got.explanation.as_deref(),
+            Some("mail.example.com mail.example.com")
+        );
     }
 
     #[test]
