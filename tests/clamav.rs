@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "common/clamd.rs"]
+mod clamd;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::Filter;
 
-const CLAMD_SOCKET: &str = "/tmp/rustfilter-clamd/clamd.sock";
+use clamd::{CLAMD_SOCKET, require_clamd};
 const UNAVAILABLE: &str = "451 4.3.0 Virus scanner unavailable, try again later";
 const EICAR_FOUND: &str = "554 Virus found - Signature is Rustfilter.Test.EICAR.UNOFFICIAL";
 const PATTERN_FOUND: &str = "554 Virus found - Signature is Rustfilter.Test.Pattern.UNOFFICIAL";
@@ -25,25 +27,6 @@ fn eicar() -> Vec<u8> {
     e.extend_from_slice(b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
     assert_eq!(e.len(), 68);
     e
-}
-
-/// The test clamd must be up: tests never pass for want of it.
-fn require_clamd() {
-    let ping = || -> std::io::Result<Vec<u8>> {
-        let mut s = UnixStream::connect(CLAMD_SOCKET)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"zPING\0")?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        Ok(buf)
-    };
-    match ping() {
-        Ok(r) if r == b"PONG\0" => {}
-        other => panic!(
-            "the test clamd does not answer on {CLAMD_SOCKET} ({other:?}): \
-             run `tests/services/clamd.sh start` (or `make test`)"
-        ),
-    }
 }
 
 fn modules(extra: &str) -> String {

@@ -11,6 +11,8 @@ mod common;
 #[path = "common/stateful.rs"]
 mod stateful;
 
+#[path = "common/clamd.rs"]
+mod clamd;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,8 +25,8 @@ use std::time::{Duration, Instant};
 use common::{Filter, Options};
 use stateful::{Backend, control, message, send};
 
+use clamd::{CLAMD_SOCKET, require_clamd};
 const TEMPFAIL_GREYLIST: &str = "451 4.3.0 Temporary failure in greylist, try again later";
-const CLAMD_SOCKET: &str = "/tmp/rustfilter-clamd/clamd.sock";
 const CLAMD_UNAVAILABLE: &str = "451 4.3.0 Virus scanner unavailable, try again later";
 const SPF_TEMPERROR: &str = "451 4.4.3 SPF temporary error, try again later";
 const LOOP_REPLY: &str = "501 Mail loop - already have my Delivered-To: header.";
@@ -40,25 +42,6 @@ fn require_root() {
         euid, 0,
         "the fault tests mount tmpfs and bind mounts: run them as root (`make test` as root)"
     );
-}
-
-/// The test clamd must be up: tests never pass for want of it.
-fn require_clamd() {
-    let ping = || -> std::io::Result<Vec<u8>> {
-        let mut s = UnixStream::connect(CLAMD_SOCKET)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"zPING\0")?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        Ok(buf)
-    };
-    match ping() {
-        Ok(r) if r == b"PONG\0" => {}
-        other => panic!(
-            "the test clamd does not answer on {CLAMD_SOCKET} ({other:?}): \
-             run `tests/services/clamd.sh start` (or `make test`)"
-        ),
-    }
 }
 
 fn run(cmd: &str, args: &[&str]) {

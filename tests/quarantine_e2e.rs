@@ -10,10 +10,10 @@
 //! (`tests/services/clamd.sh start`, or `make test`). One test function: Courier is one per
 //! machine.
 
+#[path = "common/clamd.rs"]
+mod clamd;
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,32 +22,14 @@ use std::time::{Duration, Instant};
 mod courier;
 use courier::*;
 
-const CLAMD_SOCKET: &str = "/tmp/rustfilter-clamd/clamd.sock";
 /// A body pattern the test clamd's private database calls Rustfilter.Test.Pattern.
+use clamd::{CLAMD_SOCKET, require_clamd};
 const VIRUS_PATTERN: &str = "RUSTFILTER-TEST-MALWARE-PATTERN-42";
 const SITEID: &str = "e2e";
 const BASE: &str = "/tmp/rustfilter-quarantine-e2e";
 const ALIAS: &str = "/etc/courier/aliasdir/.courier-quarantine-e2e-default";
 /// Where `rustfilter dropmsg` moves messages: Courier's localstatedir/quarantine.
 const DROPMSG_TARGET: &str = "/var/lib/courier/quarantine";
-
-fn require_clamd() {
-    let ping = || -> std::io::Result<Vec<u8>> {
-        let mut s = UnixStream::connect(CLAMD_SOCKET)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"zPING\0")?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        Ok(buf)
-    };
-    match ping() {
-        Ok(r) if r == b"PONG\0" => {}
-        other => panic!(
-            "the test clamd does not answer on {CLAMD_SOCKET} ({other:?}): \
-             run `tests/services/clamd.sh start` (or `make test`)"
-        ),
-    }
-}
 
 /// Removes the alias file and the scratch directory however the test ends.
 struct Cleanup;
