@@ -2,11 +2,14 @@
 //! name or archive entry is rejected, a cut-off MIME structure tempfails without leaking
 //! details into the reply.
 
+#[path = "common/base64.rs"]
+mod base64;
 mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use base64::base64_lines;
 use common::Filter;
 
 const BLOCKED: &str = "554 The extension of the attached file is blacklisted";
@@ -46,27 +49,6 @@ fn zip(members: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-fn base64(data: &[u8]) -> String {
-    let abc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (i, chunk) in data.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let mut buf = [0u8; 3];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        let n = u32::from(buf[0]) << 16 | u32::from(buf[1]) << 8 | u32::from(buf[2]);
-        for k in 0..4 {
-            out.push(if k <= chunk.len() {
-                abc[(n >> (18 - 6 * k) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 /// A message as Courier spools it (CRLF), with one base64 attachment.
 fn message(file_name: &str, content: &[u8]) -> Vec<u8> {
     format!(
@@ -77,7 +59,7 @@ fn message(file_name: &str, content: &[u8]) -> Vec<u8> {
          --=_b0\r\nContent-Type: application/octet-stream; name=\"{file_name}\"\r\n\
          Content-Transfer-Encoding: base64\r\n\
          Content-Disposition: attachment; filename=\"{file_name}\"\r\n\r\n{}\r\n--=_b0--\r\n",
-        base64(content)
+        base64_lines(content, "\r\n")
     )
     .into_bytes()
 }

@@ -4,6 +4,8 @@
 //! The EICAR test string is put together here at run time, never stored whole in the
 //! repository, so that no scanner on a developer's machine quarantines this file.
 
+#[path = "common/base64.rs"]
+mod base64;
 mod common;
 
 #[path = "common/clamd.rs"]
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::Filter;
 
+use base64::base64_lines;
 use clamd::{CLAMD_SOCKET, require_clamd};
 const UNAVAILABLE: &str = "451 4.3.0 Virus scanner unavailable, try again later";
 const EICAR_FOUND: &str = "554 Virus found - Signature is Rustfilter.Test.EICAR.UNOFFICIAL";
@@ -56,33 +59,6 @@ fn mail(subject: &str, body: &[u8]) -> Vec<u8> {
     m
 }
 
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    // 76-character lines, as MIME wants them.
-    let lines: Vec<&str> = out
-        .as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    lines.join("\n")
-}
-
 /// A multipart message with `attachment` as a base64 part.
 fn with_attachment(subject: &str, filename: &str, ctype: &str, attachment: &[u8]) -> Vec<u8> {
     format!(
@@ -92,7 +68,7 @@ fn with_attachment(subject: &str, filename: &str, ctype: &str, attachment: &[u8]
          --b1\nContent-Type: {ctype}; name=\"{filename}\"\n\
          Content-Transfer-Encoding: base64\n\
          Content-Disposition: attachment; filename=\"{filename}\"\n\n{}\n--b1--\n",
-        base64(attachment)
+        base64_lines(attachment, "\n")
     )
     .into_bytes()
 }

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)] // each test file uses part of the harness
 
+#[path = "base64.rs"]
+mod base64;
+pub use base64::base64;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -246,27 +250,6 @@ impl Smtp {
             .unwrap_or_else(|e| panic!("sending the message: {e}"));
         self.read_reply()
     }
-}
-
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// One SMTP transaction to e2e@e2e.test; returns the reply to the end of DATA.
