@@ -383,6 +383,10 @@ fn serve(opts: &Options, name: &str) -> ExitCode {
     let ready_fd = fd3_is_open().then_some(3);
     let loaded = load(opts, name);
     let localstatedir = loaded.courier.localstatedir().to_path_buf();
+    // Before the fork: the workers inherit it. Without it spool files open by full path.
+    if let Err(e) = rustfilter::courier::spool::hold_tmp_dir(&localstatedir) {
+        log::debug!("{name}: {}/tmp: {e}", localstatedir.display());
+    }
     let mut serve_opts = ServeOptions {
         name: name.to_string(),
         localstatedir,

@@ -239,7 +239,7 @@ enum Head {
 /// Read the header block of a spool file without its body (header-only modules cost the same
 /// whatever the message's size).
 fn read_head(path: &Path) -> io::Result<Head> {
-    let mut file = File::open(path)?;
+    let mut file = super::spool::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return read_bounded(path, MAX_MESSAGE_BYTES).map(Head::Whole);

@@ -10,6 +10,7 @@ pub mod message;
 pub mod mime;
 pub mod paths;
 pub mod sendmail;
+pub mod spool;
 mod watch;
 
 pub use config::Courier;

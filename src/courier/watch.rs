@@ -46,7 +46,7 @@ pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
 /// is read changes its identity, so [`WatchedFile`] reads it again on the next lookup. Anything
 /// else (pipes, `/proc` files reporting size 0, directories) is read to EOF, bounded.
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
+    let file = super::spool::open(path)?;
     let meta = file.metadata()?;
     let size = meta.len();
     if !meta.is_file() || size == 0 {
