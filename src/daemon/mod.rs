@@ -5,6 +5,7 @@
 
 pub mod pool;
 pub mod socket;
+mod tuning;
 pub mod wire;
 
 use std::os::fd::RawFd;

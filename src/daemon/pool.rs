@@ -229,49 +229,6 @@ impl Drop for BusyBoard {
 }
 
 /// A duration in seconds as people write it: `90`, `30.5`.
-/// The CPU slice a worker asks the scheduler for (EEVDF, Linux 6.12+; older kernels ignore it).
-const WORKER_SLICE_NS: u64 = 100_000;
-
-/// Ask for a short scheduler slice. A worker runs a few tens of microseconds per message and
-/// then sleeps; with a short slice the scheduler runs it as soon as a message arrives instead
-/// of after the current task's (default 0.75 ms+) slice, which is what sets the latency tail
-/// on a busy host. Nice value and policy are unchanged; failure changes nothing.
-fn request_short_slice() {
-    #[repr(C)]
-    struct SchedAttr {
-        size: u32,
-        policy: u32,
-        flags: u64,
-        nice: i32,
-        priority: u32,
-        runtime: u64,
-        deadline: u64,
-        period: u64,
-    }
-    // SAFETY: getpriority/sched_setattr on this process with a fully initialised attr.
-    unsafe {
-        *libc::__errno_location() = 0;
-        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
-        if nice == -1 && *libc::__errno_location() != 0 {
-            return;
-        }
-        if libc::sched_getscheduler(0) != libc::SCHED_OTHER {
-            return;
-        }
-        let attr = SchedAttr {
-            size: std::mem::size_of::<SchedAttr>() as u32,
-            policy: libc::SCHED_OTHER as u32,
-            flags: 0,
-            nice,
-            priority: 0,
-            runtime: WORKER_SLICE_NS,
-            deadline: 0,
-            period: 0,
-        };
-        libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
-    }
-}
-
 fn seconds(d: Duration) -> String {
     format!("{}", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
@@ -728,7 +685,7 @@ impl<'a, H: Handler> Master<'a, H> {
             }
             libc::close(self.ready_pipe.0.as_raw_fd());
         }
-        request_short_slice();
+        super::tuning::request_short_slice();
         let opts = self.opts;
         // Only a worker with a slot and a handler with a limit marks its messages.
         let busy = slot
@@ -953,41 +910,6 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-
-    /// Linux 6.12 and later honour a custom slice for SCHED_OTHER; older kernels ignore it.
-    fn kernel_at_least(major: u32, minor: u32) -> bool {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let mut parts = release
-            .trim()
-            .split(['.', '-'])
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        (a, b) >= (major, minor)
-    }
-
-    #[test]
-    fn a_worker_asks_for_a_short_slice() {
-        // In a thread of its own: the request applies to the calling thread.
-        std::thread::spawn(|| {
-            let nice_before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            request_short_slice();
-            let sched = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
-            let slice = sched
-                .lines()
-                .find(|l| l.starts_with("se.slice"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string());
-            if kernel_at_least(6, 12) {
-                assert_eq!(slice.as_deref(), Some("100000"), "{sched}");
-            }
-            assert_eq!(
-                unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) },
-                nice_before
-            );
-        })
-        .join()
-        .unwrap();
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
