@@ -1,6 +1,7 @@
 # rustfilter — build, test, install.
 #
-#   make build       release build (target/release/rustfilter)
+#   make build       the release build with whole-program optimisation (profile dist:
+#                    target/dist/rustfilter), what make install installs
 #   make test        install missing test dependencies (Debian: courier-mta, postgresql-15,
 #                    python3-gdbm, groff, nsd, bind9-dnsutils; needs root), build, start the
 #                    throwaway PostgreSQL cluster (tests/services/postgres.sh) and the test
@@ -8,7 +9,7 @@
 #                    real-Courier end-to-end test (needs root), stop both, then `make check`
 #   make check       rustfmt check + clippy, warnings are errors
 #   make demo        run examples/demo.rs
-#   make bench       run examples/bench.rs: rustfilter against the floor and against
+#   make bench       run examples/bench.rs on target/dist/rustfilter: rustfilter against the floor and against
 #                    courier-pythonfilter 3.0.6 (pip-installed into target/ on first use)
 #   make bench-full  the same over the whole matrix: sizes 1k/100k/10m, 1 and 50
 #                    recipients, concurrency 1/8/64, every server (long: an hour or more)
@@ -67,7 +68,7 @@ TEST_SERVICES := postgres nsd clamd spamd
 # Test threads inside each test binary; the Courier test serializes itself.
 TEST_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-BIN      := target/release/rustfilter
+BIN      := target/dist/rustfilter
 MAN5     := $(wildcard man/*.5)
 MAN8     := $(wildcard man/*.8)
 # Only these two go into /etc; conf/examples/ goes into $(DOCDIR)/examples.
@@ -94,7 +95,7 @@ FUZZ_TARGETS    ?=
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --profile dist --bin rustfilter
 
 test:
 	tests/services/install-deps.sh
@@ -118,13 +119,14 @@ clippy:
 demo:
 	$(CARGO) run --release --example demo
 
-bench:
-	$(CARGO) run --release --example bench
+# The bench measures the binary make install installs.
+bench: build
+	RUSTFILTER_BIN=$(CURDIR)/$(BIN) $(CARGO) run --release --example bench
 
 soak:
 	$(CARGO) run --release --example soak
-bench-full:
-	$(CARGO) run --release --example bench -- --servers all --sizes 1k,100k,10m \
+bench-full: build
+	RUSTFILTER_BIN=$(CURDIR)/$(BIN) $(CARGO) run --release --example bench -- --servers all --sizes 1k,100k,10m \
 		--recipients 1,50 --concurrency 1,8,64
 
 static:
