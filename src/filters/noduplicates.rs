@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use crate::config::{ConfigError, Section};
 use crate::courier::Courier;
+use crate::courier::control::{Envelope, Recipient};
 use crate::filter::{Context, Filter, FilterResult, Verdict};
 
 pub struct NoDuplicates;
@@ -14,19 +15,39 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
     Ok(Box::new(NoDuplicates))
 }
 
+/// Up to this many recipients, each address is compared with the earlier ones (no allocation);
+/// beyond, a hash set keeps the cost linear.
+const LINEAR_MAX: usize = 8;
+
+/// The recipients whose address repeats an earlier recipient's, in order. Usually none, and
+/// then nothing is allocated.
+fn duplicates(envelope: &Envelope) -> Vec<Recipient> {
+    let mut found = Vec::new();
+    if envelope.undelivered().nth(LINEAR_MAX).is_none() {
+        for (i, rcpt) in envelope.undelivered().enumerate() {
+            if envelope.undelivered().take(i).any(|r| r.addr == rcpt.addr) {
+                found.push(rcpt.to_recipient());
+            }
+        }
+    } else {
+        let mut seen = HashSet::new();
+        for rcpt in envelope.undelivered() {
+            if !seen.insert(rcpt.addr) {
+                found.push(rcpt.to_recipient());
+            }
+        }
+    }
+    found
+}
+
 impl Filter for NoDuplicates {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
-        let mut seen = HashSet::new();
-        for rcpt in ctx.envelope.recipients() {
-            if seen.contains(&rcpt.addr) {
-                log::info!(
-                    "noduplicates filter: Removing duplicate address \"{}\" from control file.",
-                    rcpt.addr
-                );
-                ctx.envelope.remove_recipient(&rcpt)?;
-            } else {
-                seen.insert(rcpt.addr);
-            }
+        for rcpt in duplicates(ctx.envelope) {
+            log::info!(
+                "noduplicates filter: Removing duplicate address \"{}\" from control file.",
+                rcpt.addr
+            );
+            ctx.envelope.remove_recipient(&rcpt)?;
         }
         Ok(Verdict::Continue)
     }
@@ -34,8 +55,29 @@ impl Filter for NoDuplicates {
 
 #[cfg(test)]
 mod tests {
+    use crate::courier::control::Envelope;
     use crate::filter::Verdict;
     use crate::filters::testutil::{Fixture, build};
+
+    #[test]
+    fn duplicates_few_and_many_recipients() {
+        for n in [3, super::LINEAR_MAX, super::LINEAR_MAX + 1, 40] {
+            // Recipient k has address a<k % 3>: all but the first three are duplicates.
+            let mut control = String::from("sa@x.example\n");
+            for k in 0..n {
+                control.push_str(&format!("ra{}@y.example\nR{k}\nN\n", k % 3));
+            }
+            let env = Envelope::from_bytes(vec![("C".into(), control.into_bytes())]);
+            let found: Vec<String> = super::duplicates(&env)
+                .into_iter()
+                .map(|r| format!("{} {}", r.addr, r.orig))
+                .collect();
+            let want: Vec<String> = (3..n)
+                .map(|k| format!("a{}@y.example {k}", k % 3))
+                .collect();
+            assert_eq!(found, want, "{n} recipients");
+        }
+    }
 
     #[test]
     fn second_copy_is_marked_delivered() {
