@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ChainConfig, ConfigError, ModulesConfig};
@@ -74,8 +75,9 @@ impl Default for Settings {
 
 /// One entry of the chain.
 pub struct Link {
-    /// The name as written in the chain file (bypass sets match it).
-    pub name: String,
+    /// The name as written in the chain file (bypass sets match it). Shared with each
+    /// message's [`Step`]s, so recording one copies no text.
+    pub name: Arc<str>,
     /// `Some` for `name for a b c` (possibly empty).
     pub bypass: Option<Vec<String>>,
     pub dry_run: bool,
@@ -101,7 +103,7 @@ pub enum Decision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub module: String,
+    pub module: Arc<str>,
     pub decision: Decision,
     pub cpu: Duration,
 }
@@ -170,7 +172,7 @@ impl Chain {
             };
             match build_link(&entry.name, build, modules, courier) {
                 Ok((filter, dry_run, on_error)) => links.push(Link {
-                    name: entry.name.clone(),
+                    name: entry.name.as_str().into(),
                     bypass: entry.bypass.clone(),
                     dry_run,
                     on_error,
@@ -255,7 +257,7 @@ impl Chain {
         let mut reply: Option<(String, &str)> = None;
         let mut steps = Vec::with_capacity(self.links.len());
         for link in &self.links {
-            if bypassed.contains(link.name.as_str()) {
+            if bypassed.contains(&*link.name) {
                 steps.push(Step {
                     module: link.name.clone(),
                     decision: Decision::Bypassed,
@@ -269,7 +271,7 @@ impl Chain {
                     self.settings.message_timeout,
                     link.name
                 );
-                reply = Some((TIMEOUT_REPLY.to_string(), link.name.as_str()));
+                reply = Some((TIMEOUT_REPLY.to_string(), &*link.name));
                 break;
             }
             let mut ctx = Context {
@@ -328,7 +330,7 @@ impl Chain {
                 cpu,
             });
             // A module that ran replaces the reply, even with "no decision" (§1.6).
-            reply = text.map(|t| (t, link.name.as_str()));
+            reply = text.map(|t| (t, &*link.name));
             match &reply {
                 None => {}
                 Some((text, _)) => match &link.bypass {
@@ -504,7 +506,10 @@ fn push_seconds(out: &mut String, d: Duration) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&text[i..]).unwrap_or("?"));
+    // Pushed one by one: cheaper than a UTF-8 check of the buffer, and all ASCII.
+    for &b in &text[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// CPU time used by the calling thread (workers are single-threaded processes).
@@ -566,7 +571,7 @@ mod tests {
 
     fn link(name: &str, bypass: Option<&[&str]>, f: fn() -> FilterResult) -> Link {
         Link {
-            name: name.to_string(),
+            name: name.into(),
             bypass: bypass.map(|b| b.iter().map(|s| s.to_string()).collect()),
             dry_run: false,
             on_error: OnError::Tempfail,
@@ -603,7 +608,7 @@ mod tests {
         o.steps
             .iter()
             .filter(|s| s.decision != Decision::Bypassed)
-            .map(|s| s.module.as_str())
+            .map(|s| &*s.module)
             .collect()
     }
 
@@ -712,8 +717,7 @@ mod tests {
             link("x", None, cont),
             link("last", None, ok200),
         ];
-        let names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let names: Vec<&str> = links.iter().map(|l| &*l.name).collect();
         let board = Board::create(&path, &names).expect("board");
         let chain = Chain {
             name: "rf".into(),
