@@ -454,12 +454,13 @@ fn build_link(
 /// `CPU TIME ACCOUNTING: <M> processed with <t> seconds: (<mod>(<t>) …)`; only modules that ran
 /// are listed.
 pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
-    let mut line = String::with_capacity(96 + 32 * outcome.steps.len());
-    line.push_str("CPU TIME ACCOUNTING: ");
-    line.push_str(message_id.unwrap_or("None"));
-    line.push_str(" processed with ");
+    // Built as bytes (the digits need no UTF-8 check each) and checked once at the end.
+    let mut line = Vec::with_capacity(96 + 32 * outcome.steps.len());
+    line.extend_from_slice(b"CPU TIME ACCOUNTING: ");
+    line.extend_from_slice(message_id.unwrap_or("None").as_bytes());
+    line.extend_from_slice(b" processed with ");
     push_seconds(&mut line, outcome.total_cpu);
-    line.push_str(" seconds: (");
+    line.extend_from_slice(b" seconds: (");
     let mut first = true;
     for step in outcome
         .steps
@@ -467,21 +468,22 @@ pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
         .filter(|s| s.decision != Decision::Bypassed)
     {
         if !first {
-            line.push(' ');
+            line.push(b' ');
         }
         first = false;
-        line.push_str(&step.module);
-        line.push('(');
+        line.extend_from_slice(step.module.as_bytes());
+        line.push(b'(');
         push_seconds(&mut line, step.cpu);
-        line.push(')');
+        line.push(b')');
     }
-    line.push(')');
-    line
+    line.push(b')');
+    // Only `str`s and ASCII digits went in: always valid.
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Seconds with 6 decimals, rounded to the nearest microsecond (what `{:.6}` of the f64 gives),
 /// without float formatting on every message.
-fn push_seconds(out: &mut String, d: Duration) {
+fn push_seconds(out: &mut Vec<u8>, d: Duration) {
     let mut secs = d.as_secs();
     let mut micros = (d.subsec_nanos() + 500) / 1000;
     if micros == 1_000_000 {
@@ -506,10 +508,7 @@ fn push_seconds(out: &mut String, d: Duration) {
             break;
         }
     }
-    // Pushed one by one: cheaper than a UTF-8 check of the buffer, and all ASCII.
-    for &b in &text[i..] {
-        out.push(char::from(b));
-    }
+    out.extend_from_slice(&text[i..]);
 }
 
 /// CPU time used by the calling thread (workers are single-threaded processes).

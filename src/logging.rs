@@ -49,19 +49,30 @@ fn install(logger: Box<dyn Log>, level: LevelFilter) {
 
 /// Format a record as the one line (or block) written for it: the message text and a newline.
 fn render(record: &Record) -> Vec<u8> {
-    let args = record.args();
-    // One allocation for the usual record: a message without arguments is copied with room
-    // for the newline; anything else is formatted into a buffer of a typical line's size.
-    let mut text = match args.as_str() {
-        Some(s) => String::with_capacity(s.len() + 1) + s,
-        None => {
-            let mut t = String::with_capacity(256);
-            let _ = std::fmt::Write::write_fmt(&mut t, *args);
-            t
-        }
-    };
-    text.push('\n');
+    let mut text = String::with_capacity(256);
+    render_into(record, &mut text);
     text.into_bytes()
+}
+
+/// [`render`], appended to `out`.
+fn render_into(record: &Record, out: &mut String) {
+    let args = record.args();
+    match args.as_str() {
+        Some(s) => out.push_str(s),
+        None => {
+            let _ = std::fmt::Write::write_fmt(out, *args);
+        }
+    }
+    out.push('\n');
+}
+
+/// A buffer grown past this by a huge record is not kept.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// The stderr logger's line buffer, kept between records (a worker logs a line or more
+    /// per message).
+    static RENDERED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Write `buf` to fd 2 in one `write(2)` (pipe writes up to PIPE_BUF are atomic); only a short
@@ -89,7 +100,24 @@ impl Log for StderrLogger {
 
     // The log macros have already compared the level with log::max_level().
     fn log(&self, record: &Record) {
-        write_stderr(&render(record));
+        // The reused buffer, unless it is in use (a record logged while formatting one).
+        let written = RENDERED
+            .try_with(|cell| {
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                buf.clear();
+                render_into(record, &mut buf);
+                write_stderr(buf.as_bytes());
+                if buf.capacity() > MAX_KEPT_BUFFER {
+                    *buf = String::new();
+                }
+                true
+            })
+            .unwrap_or(false);
+        if !written {
+            write_stderr(&render(record));
+        }
     }
 
     fn flush(&self) {}

@@ -609,7 +609,13 @@ pub fn resolve_spool_path(localstatedir: &Path, path: &str) -> PathBuf {
     if path.starts_with('/') {
         PathBuf::from(path)
     } else {
-        localstatedir.join("tmp").join(path)
+        // One allocation (`join` twice would make an intermediate path).
+        let len = localstatedir.as_os_str().len() + "/tmp/".len() + path.len();
+        let mut resolved = PathBuf::with_capacity(len);
+        resolved.push(localstatedir);
+        resolved.push("tmp");
+        resolved.push(path);
+        resolved
     }
 }
 

@@ -125,6 +125,33 @@ impl Iterator for FieldSpans<'_> {
     }
 }
 
+/// Whether the header block of `data` may hold a field called `name`: only the start of each
+/// line is looked at, up to the first empty line. `false` means there is certainly none (the
+/// usual answer when a module looks for a field most messages lack, such as `Delivered-To`);
+/// `true` is for the field scan to confirm.
+fn may_have_field(data: &[u8], name: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < data.len() {
+        let line = &data[pos..];
+        if line.starts_with(b"\n") || line.starts_with(b"\r\n") {
+            return false;
+        }
+        // The first letter alone rules out most lines.
+        let first_matches = name
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(&line[0]));
+        if first_matches && line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+        {
+            return true;
+        }
+        match find_byte(line, b'\n') {
+            Some(p) => pos += p + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// The header fields of `data`, in order (see [`FieldSpans`]).
 fn field_spans(data: &[u8]) -> FieldSpans<'_> {
     FieldSpans::new(data)
@@ -360,6 +387,9 @@ impl Message {
     /// Nothing is allocated when there is none.
     pub fn header_values(&self, name: &str) -> io::Result<Vec<String>> {
         let data = self.head()?;
+        if !may_have_field(data, name.as_bytes()) {
+            return Ok(Vec::new());
+        }
         Ok(field_spans(data)
             .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
             .map(|s| {
@@ -521,6 +551,52 @@ mod tests {
             pos = line_end;
         }
         spans
+    }
+
+    #[test]
+    fn the_quick_look_for_a_field_never_misses_one() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"", false),
+            (b"Delivered-To: a@b\n", true),
+            (b"delivered-to  : a@b\n", true),
+            (b"Subject: x\nDELIVERED-TO:a\n\nbody", true),
+            (b"Subject: x\n\nDelivered-To: a\n", false),
+            (b"Subject: x\r\n\r\nDelivered-To: a\n", false),
+            (b"Subject: x\n Delivered-To: a\n", false),
+            (b"Delivered-To", false),
+            (b"Delivered-Toy: a\n", true),
+        ];
+        for (data, want) in cases {
+            assert_eq!(
+                may_have_field(data, b"delivered-to"),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        // Wherever the scan finds the field, the quick look says it may be there.
+        const ALPHABET: &[u8] = b"Xx: \t\r\n\n\n";
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20_000 {
+            let mut data = Vec::new();
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if seed % 3 == 0 {
+                    data.extend_from_slice(b"x-y");
+                }
+                for _ in 0..(seed % 5) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    data.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+                }
+            }
+            let present =
+                field_spans(&data).any(|s| data[s.start..s.name_end].eq_ignore_ascii_case(b"X-Y"));
+            assert!(!present || may_have_field(&data, b"X-Y"), "{data:?}");
+        }
     }
 
     #[test]
