@@ -583,7 +583,7 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                if seed % 3 == 0 {
+                if seed.is_multiple_of(3) {
                     data.extend_from_slice(b"x-y");
                 }
                 for _ in 0..(seed % 5) {
