@@ -490,25 +490,31 @@ fn push_seconds(out: &mut Vec<u8>, d: Duration) {
         secs += 1;
         micros = 0;
     }
-    // Filled from the end: the integer part's digits, then `.` and six decimals.
-    let mut text = [b'0'; 27];
-    let mut i = text.len();
-    for _ in 0..6 {
-        i -= 1;
-        text[i] = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
-    i -= 1;
-    text[i] = b'.';
-    loop {
-        i -= 1;
-        text[i] = b'0' + (secs % 10) as u8;
-        secs /= 10;
-        if secs == 0 {
-            break;
+    if secs < 10 {
+        // The usual case: one digit.
+        out.push(b'0' + secs as u8);
+    } else {
+        // Filled from the end.
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        while secs > 0 {
+            i -= 1;
+            digits[i] = b'0' + (secs % 10) as u8;
+            secs /= 10;
         }
+        out.extend_from_slice(&digits[i..]);
     }
-    out.extend_from_slice(&text[i..]);
+    // Six decimals, each a division by a constant (no loop).
+    let digit = |place: u32| b'0' + (micros / place % 10) as u8;
+    out.extend_from_slice(&[
+        b'.',
+        digit(100_000),
+        digit(10_000),
+        digit(1_000),
+        digit(100),
+        digit(10),
+        digit(1),
+    ]);
 }
 
 /// CPU time used by the calling thread (workers are single-threaded processes).
@@ -875,6 +881,22 @@ mod tests {
         Outcome {
             steps: vec![],
             ..o.clone()
+        }
+    }
+
+    #[test]
+    fn seconds_have_six_rounded_decimals() {
+        let mut nanos = 1u64;
+        while nanos < 40_000_000_000_000 {
+            for d in [nanos - 1, nanos, nanos + 499, nanos + 500] {
+                let d = Duration::from_nanos(d);
+                let rounded = (d.as_nanos() + 500) / 1000;
+                let want = format!("{}.{:06}", rounded / 1_000_000, rounded % 1_000_000);
+                let mut got = Vec::new();
+                push_seconds(&mut got, d);
+                assert_eq!(String::from_utf8(got).expect("ascii"), want, "{d:?}");
+            }
+            nanos = nanos * 3 + 7;
         }
     }
 

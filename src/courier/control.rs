@@ -173,6 +173,7 @@ impl ControlFile {
     }
 
     /// Add one record to the in-memory view, with the reader's recipient logic.
+    #[inline]
     fn push_record(&mut self, path: &Path, letter: u8, span: Span) {
         match letter {
             b'r' => self.pending.0 = span.clone(),

@@ -15,29 +15,46 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
     Ok(Box::new(NoDuplicates))
 }
 
-/// Up to this many recipients, each address is compared with the earlier ones (no allocation);
-/// beyond, a hash set keeps the cost linear.
-const LINEAR_MAX: usize = 8;
-
 /// The recipients whose address repeats an earlier recipient's, in order. Usually none, and
 /// then nothing is allocated.
 fn duplicates(envelope: &Envelope) -> Vec<Recipient> {
-    let mut found = Vec::new();
-    if envelope.undelivered().nth(LINEAR_MAX).is_none() {
-        for (i, rcpt) in envelope.undelivered().enumerate() {
-            if envelope.undelivered().take(i).any(|r| r.addr == rcpt.addr) {
-                found.push(rcpt.to_recipient());
+    let mut seen = SeenAddrs::default();
+    envelope
+        .undelivered()
+        .filter(|rcpt| !seen.insert(rcpt.addr))
+        .map(|rcpt| rcpt.to_recipient())
+        .collect()
+}
+
+/// Up to this many addresses are kept in an array and compared one by one; beyond, a hash set
+/// keeps the cost linear.
+const FEW: usize = 8;
+
+/// The addresses seen so far.
+#[derive(Default)]
+struct SeenAddrs<'a> {
+    few: [&'a str; FEW],
+    few_len: usize,
+    /// All of them, once there are more than [`FEW`].
+    many: HashSet<&'a str>,
+}
+
+impl<'a> SeenAddrs<'a> {
+    /// Add `addr`; false when it was there already.
+    fn insert(&mut self, addr: &'a str) -> bool {
+        if self.many.is_empty() {
+            if self.few[..self.few_len].contains(&addr) {
+                return false;
             }
-        }
-    } else {
-        let mut seen = HashSet::new();
-        for rcpt in envelope.undelivered() {
-            if !seen.insert(rcpt.addr) {
-                found.push(rcpt.to_recipient());
+            if self.few_len < FEW {
+                self.few[self.few_len] = addr;
+                self.few_len += 1;
+                return true;
             }
+            self.many.extend(self.few);
         }
+        self.many.insert(addr)
     }
-    found
 }
 
 impl Filter for NoDuplicates {
@@ -61,7 +78,7 @@ mod tests {
 
     #[test]
     fn duplicates_few_and_many_recipients() {
-        for n in [3, super::LINEAR_MAX, super::LINEAR_MAX + 1, 40] {
+        for n in [3, super::FEW, super::FEW + 1, super::FEW + 2, 40] {
             // Recipient k has address a<k % 3>: all but the first three are duplicates.
             let mut control = String::from("sa@x.example\n");
             for k in 0..n {
