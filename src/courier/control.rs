@@ -172,7 +172,8 @@ impl ControlFile {
         self.push_record(path, letter, start..self.text.len());
     }
 
-    /// Add one record to the in-memory view, with the reader's recipient logic.
+    /// Add one record to the in-memory view, with the reader's recipient logic. Kept small
+    /// (it runs for every line of every control file) so that it is inlined.
     #[inline]
     fn push_record(&mut self, path: &Path, letter: u8, span: Span) {
         match letter {
@@ -188,23 +189,27 @@ impl ControlFile {
                     dsn: span.clone(),
                 });
             }
-            b'S' | b'F' => {
-                let value = self.value(&span);
-                let number = value.split(' ').next().unwrap_or_default();
-                match number.parse::<usize>() {
-                    Ok(n) => {
-                        self.done.insert(n);
-                    }
-                    Err(_) => log::warn!(
-                        "control file {}: bad delivery record {:?}",
-                        path.display(),
-                        format!("{}{value}", letter as char)
-                    ),
-                }
-            }
+            b'S' | b'F' => self.delivery_record(path, letter, &span),
             _ => {}
         }
         self.records.push((letter, span));
+    }
+
+    /// `S<n> …` / `F<n> …`: recipient `n` is done.
+    #[inline(never)]
+    fn delivery_record(&mut self, path: &Path, letter: u8, span: &Span) {
+        let value = self.value(span);
+        let number = value.split(' ').next().unwrap_or_default();
+        match number.parse::<usize>() {
+            Ok(n) => {
+                self.done.insert(n);
+            }
+            Err(_) => log::warn!(
+                "control file {}: bad delivery record {:?}",
+                path.display(),
+                format!("{}{value}", letter as char)
+            ),
+        }
     }
 
     fn recipient(&self, entry: &RecipientEntry) -> RecipientRef<'_> {
@@ -546,30 +551,36 @@ pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
     }
 }
 
-/// A dotted-quad IPv4 address, as `str::parse::<Ipv4Addr>` reads it (four decimal octets, no
-/// leading zeros, nothing else), in one pass: this runs for every message.
+/// A dotted-quad IPv4 address, as `str::parse::<Ipv4Addr>` reads it (four decimal octets of
+/// one to three digits, no leading zeros, nothing else), in one pass: this runs for every
+/// message.
 fn parse_ipv4(text: &str) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = text.as_bytes().split(|&b| b == b'.');
-    for octet in &mut octets {
-        let digits = parts.next()?;
-        let leading_zero = digits.len() > 1 && digits[0] == b'0';
-        if digits.is_empty() || digits.len() > 3 || leading_zero {
-            return None;
-        }
-        let mut n = 0u16;
-        for &d in digits {
-            if !d.is_ascii_digit() {
-                return None;
+    let mut done = 0;
+    let (mut value, mut digits) = (0u16, 0);
+    for &b in text.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                // A fourth digit, or a digit after a leading zero.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
             }
-            n = n * 10 + u16::from(d - b'0');
+            b'.' if digits > 0 && done < 3 => {
+                octets[done] = u8::try_from(value).ok()?;
+                done += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    match parts.next() {
-        None => Some(std::net::Ipv4Addr::from(octets)),
-        Some(_) => None,
+    if done != 3 || digits == 0 {
+        return None;
     }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// The reference's value decoding: strip ASCII whitespace, then UTF-8, else
