@@ -424,7 +424,9 @@ impl Chain {
                 );
             }
         }
-        log::info!("{}", accounting_line(envelope.message_id(), outcome));
+        crate::logging::info_line(|line| {
+            write_accounting_line(line, envelope.message_id(), outcome);
+        });
     }
 }
 
@@ -454,12 +456,19 @@ fn build_link(
 /// `CPU TIME ACCOUNTING: <M> processed with <t> seconds: (<mod>(<t>) …)`; only modules that ran
 /// are listed.
 pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
-    // Built as bytes (the digits need no UTF-8 check each) and checked once at the end.
-    let mut line = Vec::with_capacity(96 + 32 * outcome.steps.len());
+    let mut line = Vec::new();
+    write_accounting_line(&mut line, message_id, outcome);
+    // Only `str`s and ASCII digits went in: always valid.
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`accounting_line`], appended to `line` as bytes (the digits need no UTF-8 check each).
+fn write_accounting_line(line: &mut Vec<u8>, message_id: Option<&str>, outcome: &Outcome) {
+    line.reserve(96 + 32 * outcome.steps.len());
     line.extend_from_slice(b"CPU TIME ACCOUNTING: ");
     line.extend_from_slice(message_id.unwrap_or("None").as_bytes());
     line.extend_from_slice(b" processed with ");
-    push_seconds(&mut line, outcome.total_cpu);
+    push_seconds(line, outcome.total_cpu);
     line.extend_from_slice(b" seconds: (");
     let mut first = true;
     for step in outcome
@@ -473,12 +482,10 @@ pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
         first = false;
         line.extend_from_slice(step.module.as_bytes());
         line.push(b'(');
-        push_seconds(&mut line, step.cpu);
+        push_seconds(line, step.cpu);
         line.push(b')');
     }
     line.push(b')');
-    // Only `str`s and ASCII digits went in: always valid.
-    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Seconds with 6 decimals, rounded to the nearest microsecond (what `{:.6}` of the f64 gives),

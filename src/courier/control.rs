@@ -174,7 +174,7 @@ impl ControlFile {
 
     /// Add one record to the in-memory view, with the reader's recipient logic. Kept small
     /// (it runs for every line of every control file) so that it is inlined.
-    #[inline]
+    #[inline(always)]
     fn push_record(&mut self, path: &Path, letter: u8, span: Span) {
         match letter {
             b'r' => self.pending.0 = span.clone(),
