@@ -511,18 +511,24 @@ fn push_seconds(out: &mut Vec<u8>, d: Duration) {
         }
         out.extend_from_slice(&digits[i..]);
     }
-    // Six decimals, each a division by a constant (no loop).
-    let digit = |place: u32| b'0' + (micros / place % 10) as u8;
-    out.extend_from_slice(&[
-        b'.',
-        digit(100_000),
-        digit(10_000),
-        digit(1_000),
-        digit(100),
-        digit(10),
-        digit(1),
-    ]);
+    // Six decimals: three pairs of digits.
+    let pair = |n: u32| {
+        let i = 2 * n as usize;
+        [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
+    };
+    let [a, b] = pair(micros / 10_000);
+    let [c, d] = pair(micros / 100 % 100);
+    let [e, f] = pair(micros % 100);
+    out.extend_from_slice(&[b'.', a, b, c, d, e, f]);
 }
+
+/// "00" to "99": two decimal digits per lookup.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 /// CPU time used by the calling thread (workers are single-threaded processes).
 pub fn thread_cpu_time() -> Duration {

@@ -94,6 +94,8 @@ struct ControlFile {
     done: BTreeSet<usize>,
     /// The `r` and `R` values of a group not yet closed by `N`.
     pending: (Span, Span),
+    /// The value of the first `OTCPREMOTEIP=` record, after the `=`.
+    client_ip: Option<Span>,
 }
 
 impl ControlFile {
@@ -190,9 +192,18 @@ impl ControlFile {
                 });
             }
             b'S' | b'F' => self.delivery_record(path, letter, &span),
+            b'O' if self.client_ip.is_none() => self.option_record(&span),
             _ => {}
         }
         self.records.push((letter, span));
+    }
+
+    /// `O<name>=<value>`: the client's address is kept aside (every message asks for it).
+    fn option_record(&mut self, span: &Span) {
+        const NAME: &str = "TCPREMOTEIP=";
+        if self.value(span).starts_with(NAME) {
+            self.client_ip = Some(span.start + NAME.len()..span.end);
+        }
     }
 
     /// `S<n> …` / `F<n> …`: recipient `n` is done.
@@ -348,8 +359,7 @@ impl Envelope {
         let value = self
             .files
             .iter()
-            .flat_map(|f| f.values(b'O'))
-            .find_map(|v| v.strip_prefix("TCPREMOTEIP="))?;
+            .find_map(|f| f.client_ip.as_ref().map(|span| f.value(span)))?;
         let parsed = parse_client_ip(value);
         if parsed.is_none() {
             log::warn!("malformed TCPREMOTEIP {value:?} in the control file; treated as absent");
