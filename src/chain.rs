@@ -131,6 +131,8 @@ pub struct Chain {
     /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
     /// forks; None: not kept, e.g. for `rustfilter check`).
     pub stats: Option<Board>,
+    /// The envelope [`Chain::process`] loads each message into (its memory is reused).
+    envelope: Envelope,
 }
 
 impl Chain {
@@ -223,6 +225,7 @@ impl Chain {
                 store: Store::new(store_config),
                 dns,
                 stats: None,
+                envelope: Envelope::default(),
             })
         } else {
             Err(errors)
@@ -361,22 +364,23 @@ impl Chain {
         data_path: &std::path::Path,
         control_paths: &[std::path::PathBuf],
     ) -> String {
-        let mut envelope = match Envelope::load(control_paths) {
-            Ok(e) => e,
-            Err(e) => {
-                log::error!("cannot read the control files: {e}");
-                if let Some(stats) = &self.stats {
-                    stats.record(0, Kind::Tempfail, crate::stats::now_secs());
-                }
-                return CONTROL_FAILURE_REPLY.to_string();
+        // Taken out of the chain while the chain runs on it, and put back for the next one.
+        let mut envelope = std::mem::take(&mut self.envelope);
+        if let Err(e) = envelope.reload(control_paths) {
+            log::error!("cannot read the control files: {e}");
+            if let Some(stats) = &self.stats {
+                stats.record(0, Kind::Tempfail, crate::stats::now_secs());
             }
-        };
+            self.envelope = envelope;
+            return CONTROL_FAILURE_REPLY.to_string();
+        }
         let mut message = Message::new(data_path);
         let outcome = self.run(courier, &mut envelope, &mut message);
         if let Some(stats) = &self.stats {
             self.count(stats, &outcome);
         }
         self.log_outcome(&envelope, &outcome);
+        self.envelope = envelope;
         outcome.reply
     }
 
@@ -616,6 +620,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            envelope: Envelope::default(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -744,6 +749,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            envelope: Envelope::default(),
         };
         let o = Outcome {
             reply: "200 Ok".into(),
@@ -864,6 +870,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            envelope: Envelope::default(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);

@@ -100,12 +100,27 @@ struct ControlFile {
 
 impl ControlFile {
     fn parse(path: &Path, data: Vec<u8>) -> ControlFile {
+        let mut file = ControlFile::default();
+        file.parse_into(path, data);
+        file
+    }
+
+    /// Parse `data` into this file, in place of what it held: its lists keep their memory (a
+    /// worker parses a control file per message), unless a big file made them big.
+    fn parse_into(&mut self, path: &Path, data: Vec<u8>) {
+        const MAX_KEPT: usize = 1024;
+        if self.records.capacity() > MAX_KEPT || self.recipients.capacity() > MAX_KEPT {
+            *self = ControlFile::default();
+        }
+        self.records.clear();
+        self.recipients.clear();
+        self.done.clear();
+        self.pending = Default::default();
+        self.client_ip = None;
         // Room for the usual number of records (Courier's lines average a few dozen bytes)
         // without counting the lines first.
-        let mut file = ControlFile {
-            records: Vec::with_capacity(data.len() / 24 + 16),
-            ..ControlFile::default()
-        };
+        self.records.reserve(data.len() / 24 + 16);
+        let file = self;
         match String::from_utf8(data) {
             // Then every line is valid UTF-8 too (lines end at an ASCII byte), and each value
             // is its line minus the letter and the blanks around it.
@@ -134,6 +149,7 @@ impl ControlFile {
             }
             Err(e) => {
                 let data = e.into_bytes();
+                file.text.clear();
                 file.text.reserve(data.len() + 64);
                 for line in data.split(|&b| b == b'\n') {
                     if let Some((&letter, rest)) = line.split_first() {
@@ -150,7 +166,6 @@ impl ControlFile {
                 );
             }
         }
-        file
     }
 
     fn next_index(&self) -> usize {
@@ -309,7 +324,7 @@ pub struct ControlData {
 }
 
 /// The envelope of one message: every record of every control file, in order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Envelope {
     paths: Vec<PathBuf>,
     files: Vec<ControlFile>,
@@ -320,16 +335,41 @@ impl Envelope {
     /// Read and parse the control files (bounded in size; a file that is missing, unreadable
     /// or too large is an error).
     pub fn load(paths: &[PathBuf]) -> Result<Envelope, ControlError> {
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let data =
-                read_bounded(path, MAX_CONTROL_FILE_BYTES).map_err(|error| ControlError {
-                    path: path.clone(),
-                    error,
-                })?;
-            files.push(ControlFile::parse(path, data));
+        let mut envelope = Envelope::default();
+        envelope.reload(paths)?;
+        Ok(envelope)
+    }
+
+    /// [`Envelope::load`] into this envelope, in place of the message it held: its memory is
+    /// reused (a worker loads an envelope per message). After an error it is empty.
+    pub fn reload(&mut self, paths: &[PathBuf]) -> Result<(), ControlError> {
+        self.client_ip = None;
+        self.paths.truncate(paths.len());
+        for (kept, path) in self.paths.iter_mut().zip(paths) {
+            kept.clone_from(path);
         }
-        Ok(Envelope::from_files(paths.to_vec(), files))
+        let kept = self.paths.len();
+        self.paths.extend_from_slice(&paths[kept..]);
+        self.files.truncate(paths.len());
+        for (i, path) in paths.iter().enumerate() {
+            let data = match read_bounded(path, MAX_CONTROL_FILE_BYTES) {
+                Ok(data) => data,
+                Err(error) => {
+                    self.paths.clear();
+                    self.files.clear();
+                    return Err(ControlError {
+                        path: path.clone(),
+                        error,
+                    });
+                }
+            };
+            match self.files.get_mut(i) {
+                Some(file) => file.parse_into(path, data),
+                None => self.files.push(ControlFile::parse(path, data)),
+            }
+        }
+        self.client_ip = self.find_client_ip();
+        Ok(())
     }
 
     /// Parse control files already in memory: each file's path (for `paths()` and log
@@ -743,6 +783,39 @@ mod tests {
                 text.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize] as char);
             }
             assert_eq!(parse_ipv4(&text), text.parse().ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_reloaded_envelope_is_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = write(
+            dir.path(),
+            "big",
+            b"sbig@x\nra@x\nR\nNS\nrb@x\nR\nN\nS0 1\nOTCPREMOTEIP=192.0.2.1\nie2e\nMid\n",
+        );
+        let extra = write(dir.path(), "extra", b"rc@x\nR\nN\n");
+        let small = write(dir.path(), "small", b"ssmall@x\nrd@x\nR\nN\n");
+        let bad = write(dir.path(), "bad", b"s\xffx\nre@x\nR\nN\n");
+        let missing = dir.path().join("missing");
+        let sets: Vec<Vec<PathBuf>> = vec![
+            vec![big.clone(), extra.clone()],
+            vec![small.clone()],
+            vec![bad.clone(), big.clone()],
+            vec![big.clone(), missing.clone()],
+            vec![bad.clone()],
+            vec![],
+            vec![small.clone(), extra.clone()],
+        ];
+        let mut reused = Envelope::default();
+        for paths in &sets {
+            let fresh = Envelope::load(paths).map(|e| format!("{e:?}"));
+            let reloaded = reused.reload(paths).map(|()| format!("{reused:?}"));
+            match (fresh, reloaded) {
+                (Ok(fresh), Ok(reloaded)) => assert_eq!(reloaded, fresh, "{paths:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{paths:?}: {a:?} but reloaded {b:?}"),
+            }
         }
     }
 
