@@ -131,8 +131,27 @@ pub struct Chain {
     /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
     /// forks; None: not kept, e.g. for `rustfilter check`).
     pub stats: Option<Board>,
-    /// The envelope [`Chain::process`] loads each message into (its memory is reused).
+    /// The envelope, message and list of steps [`Chain::process`] uses for each message (their
+    /// memory is reused).
+    /// (Boxed: taken out and put back for each message without copying it.)
+    scratch: Option<Box<Scratch>>,
+}
+
+/// What [`Chain::process`] fills for each message, kept between messages.
+struct Scratch {
     envelope: Envelope,
+    message: Message,
+    steps: Vec<Step>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            envelope: Envelope::default(),
+            message: Message::new(std::path::Path::new("")),
+            steps: Vec::new(),
+        }
+    }
 }
 
 impl Chain {
@@ -225,7 +244,7 @@ impl Chain {
                 store: Store::new(store_config),
                 dns,
                 stats: None,
-                envelope: Envelope::default(),
+                scratch: None,
             })
         } else {
             Err(errors)
@@ -249,6 +268,18 @@ impl Chain {
         envelope: &mut Envelope,
         message: &mut Message,
     ) -> Outcome {
+        let steps = Vec::with_capacity(self.links.len());
+        self.run_with(courier, envelope, message, steps)
+    }
+
+    /// [`Chain::run`], recording the steps in `steps` (empty; its memory is reused).
+    fn run_with(
+        &mut self,
+        courier: &Courier,
+        envelope: &mut Envelope,
+        message: &mut Message,
+        mut steps: Vec<Step>,
+    ) -> Outcome {
         // CPU readings (a real system call each): one before the first module and one after
         // each module that runs; a module's time is the difference between consecutive
         // readings, the total is the last minus the first.
@@ -258,7 +289,6 @@ impl Chain {
         self.dns.set_deadline(deadline);
         let mut bypassed: HashSet<&str> = HashSet::new();
         let mut reply: Option<(String, &str)> = None;
-        let mut steps = Vec::with_capacity(self.links.len());
         for link in &self.links {
             if bypassed.contains(&*link.name) {
                 steps.push(Step {
@@ -364,24 +394,38 @@ impl Chain {
         data_path: &std::path::Path,
         control_paths: &[std::path::PathBuf],
     ) -> String {
-        // Taken out of the chain while the chain runs on it, and put back for the next one.
-        let mut envelope = std::mem::take(&mut self.envelope);
-        if let Err(e) = envelope.reload(control_paths) {
+        // Taken out of the chain while the chain runs on it, and put back for the next message.
+        let mut scratch = self.scratch.take().unwrap_or_default();
+        if let Err(e) = scratch.envelope.reload(control_paths) {
             log::error!("cannot read the control files: {e}");
             if let Some(stats) = &self.stats {
                 stats.record(0, Kind::Tempfail, crate::stats::now_secs());
             }
-            self.envelope = envelope;
+            self.scratch = Some(scratch);
             return CONTROL_FAILURE_REPLY.to_string();
         }
-        let mut message = Message::new(data_path);
-        let outcome = self.run(courier, &mut envelope, &mut message);
+        let Scratch {
+            envelope,
+            message,
+            steps,
+        } = &mut *scratch;
+        message.reset(data_path);
+        let outcome = self.run_with(courier, envelope, message, std::mem::take(steps));
         if let Some(stats) = &self.stats {
             self.count(stats, &outcome);
         }
-        self.log_outcome(&envelope, &outcome);
-        self.envelope = envelope;
-        outcome.reply
+        self.log_outcome(envelope, &outcome);
+        let Outcome {
+            reply,
+            steps: mut used,
+            ..
+        } = outcome;
+        used.clear();
+        *steps = used;
+        // The message's content is not kept until the next one.
+        message.forget();
+        self.scratch = Some(scratch);
+        reply
     }
 
     /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the
@@ -620,7 +664,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
-            envelope: Envelope::default(),
+            scratch: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -749,7 +793,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
-            envelope: Envelope::default(),
+            scratch: None,
         };
         let o = Outcome {
             reply: "200 Ok".into(),
@@ -870,7 +914,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
-            envelope: Envelope::default(),
+            scratch: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);

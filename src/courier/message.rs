@@ -341,6 +341,22 @@ impl Message {
         }
     }
 
+    /// Make this the message at `path`, as [`Message::new`] would, reusing the path's memory
+    /// (a worker takes a message per request). What was read of the last one is dropped.
+    pub fn reset(&mut self, path: &Path) {
+        let buf = self.path.as_mut_os_string();
+        buf.clear();
+        buf.push(path.as_os_str());
+        self.forget();
+    }
+
+    /// Drop what was read of the file (it is read again if asked for).
+    pub fn forget(&mut self) {
+        self.data = OnceCell::new();
+        self.head = OnceCell::new();
+        self.parsed = OnceCell::new();
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -597,6 +613,21 @@ mod tests {
                 field_spans(&data).any(|s| data[s.start..s.name_end].eq_ignore_ascii_case(b"X-Y"));
             assert!(!present || may_have_field(&data, b"X-Y"), "{data:?}");
         }
+    }
+
+    #[test]
+    fn a_reset_message_reads_its_new_file() {
+        let (dir, mut m) = message_with(b"Subject: one\n\nbody one\n");
+        assert_eq!(m.header_values("Subject").unwrap(), ["one"]);
+        let other = dir.path().join("D67890");
+        fs::write(&other, b"Subject: two\n\nbody two\n").unwrap();
+        m.reset(&other);
+        assert_eq!(m.path(), other);
+        assert_eq!(m.header_values("Subject").unwrap(), ["two"]);
+        assert_eq!(m.bytes().unwrap(), b"Subject: two\n\nbody two\n");
+        m.forget();
+        fs::write(&other, b"Subject: three\n\n").unwrap();
+        assert_eq!(m.header_values("Subject").unwrap(), ["three"]);
     }
 
     #[test]
