@@ -130,6 +130,12 @@ impl Iterator for FieldSpans<'_> {
 /// usual answer when a module looks for a field most messages lack, such as `Delivered-To`);
 /// `true` is for the field scan to confirm.
 fn may_have_field(data: &[u8], name: &[u8]) -> bool {
+    let Some(&first) = name.first() else {
+        return false;
+    };
+    // Equal bytes, or letters that differ in case only, are equal with this bit set: a cheap
+    // look at each line's first byte (the full comparison decides).
+    let first = first | 0x20;
     let mut pos = 0;
     while pos < data.len() {
         let line = &data[pos..];
@@ -137,10 +143,9 @@ fn may_have_field(data: &[u8], name: &[u8]) -> bool {
             return false;
         }
         // The first letter alone rules out most lines.
-        let first_matches = name
-            .first()
-            .is_some_and(|n| n.eq_ignore_ascii_case(&line[0]));
-        if first_matches && line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+        if line[0] | 0x20 == first
+            && line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
         {
             return true;
         }

@@ -35,25 +35,28 @@ const FEW: usize = 8;
 struct SeenAddrs<'a> {
     few: [&'a str; FEW],
     few_len: usize,
-    /// All of them, once there are more than [`FEW`].
-    many: HashSet<&'a str>,
+    /// All of them, once there are more than [`FEW`] (made only then).
+    many: Option<HashSet<&'a str>>,
 }
 
 impl<'a> SeenAddrs<'a> {
     /// Add `addr`; false when it was there already.
     fn insert(&mut self, addr: &'a str) -> bool {
-        if self.many.is_empty() {
-            if self.few[..self.few_len].contains(&addr) {
-                return false;
-            }
-            if self.few_len < FEW {
-                self.few[self.few_len] = addr;
-                self.few_len += 1;
-                return true;
-            }
-            self.many.extend(self.few);
+        if let Some(many) = &mut self.many {
+            return many.insert(addr);
         }
-        self.many.insert(addr)
+        if self.few[..self.few_len].contains(&addr) {
+            return false;
+        }
+        if self.few_len < FEW {
+            self.few[self.few_len] = addr;
+            self.few_len += 1;
+            return true;
+        }
+        let mut many: HashSet<&str> = self.few.into_iter().collect();
+        many.insert(addr);
+        self.many = Some(many);
+        true
     }
 }
 
