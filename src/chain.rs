@@ -131,9 +131,8 @@ pub struct Chain {
     /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
     /// forks; None: not kept, e.g. for `rustfilter check`).
     pub stats: Option<Board>,
-    /// The envelope, message and list of steps [`Chain::process`] uses for each message (their
-    /// memory is reused).
-    /// (Boxed: taken out and put back for each message without copying it.)
+    /// The envelope, message and list of steps [`Chain::process`] uses for each message, so
+    /// that their memory is reused; boxed, to be taken out and put back without a copy.
     scratch: Option<Box<Scratch>>,
 }
 
