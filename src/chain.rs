@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ChainConfig, ConfigError, ModulesConfig};
@@ -74,8 +75,9 @@ impl Default for Settings {
 
 /// One entry of the chain.
 pub struct Link {
-    /// The name as written in the chain file (bypass sets match it).
-    pub name: String,
+    /// The name as written in the chain file (bypass sets match it). Shared with each
+    /// message's [`Step`]s, so recording one copies no text.
+    pub name: Arc<str>,
     /// `Some` for `name for a b c` (possibly empty).
     pub bypass: Option<Vec<String>>,
     pub dry_run: bool,
@@ -101,7 +103,7 @@ pub enum Decision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub module: String,
+    pub module: Arc<str>,
     pub decision: Decision,
     pub cpu: Duration,
 }
@@ -129,6 +131,26 @@ pub struct Chain {
     /// The decision counters `rustfilter stats` reads (set by the daemon's master before it
     /// forks; None: not kept, e.g. for `rustfilter check`).
     pub stats: Option<Board>,
+    /// The envelope, message and list of steps [`Chain::process`] uses for each message, so
+    /// that their memory is reused; boxed, to be taken out and put back without a copy.
+    scratch: Option<Box<Scratch>>,
+}
+
+/// What [`Chain::process`] fills for each message, kept between messages.
+struct Scratch {
+    envelope: Envelope,
+    message: Message,
+    steps: Vec<Step>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            envelope: Envelope::default(),
+            message: Message::new(std::path::Path::new("")),
+            steps: Vec::new(),
+        }
+    }
 }
 
 impl Chain {
@@ -170,7 +192,7 @@ impl Chain {
             };
             match build_link(&entry.name, build, modules, courier) {
                 Ok((filter, dry_run, on_error)) => links.push(Link {
-                    name: entry.name.clone(),
+                    name: entry.name.as_str().into(),
                     bypass: entry.bypass.clone(),
                     dry_run,
                     on_error,
@@ -221,6 +243,7 @@ impl Chain {
                 store: Store::new(store_config),
                 dns,
                 stats: None,
+                scratch: None,
             })
         } else {
             Err(errors)
@@ -244,6 +267,18 @@ impl Chain {
         envelope: &mut Envelope,
         message: &mut Message,
     ) -> Outcome {
+        let steps = Vec::with_capacity(self.links.len());
+        self.run_with(courier, envelope, message, steps)
+    }
+
+    /// [`Chain::run`], recording the steps in `steps` (empty; its memory is reused).
+    fn run_with(
+        &mut self,
+        courier: &Courier,
+        envelope: &mut Envelope,
+        message: &mut Message,
+        mut steps: Vec<Step>,
+    ) -> Outcome {
         // CPU readings (a real system call each): one before the first module and one after
         // each module that runs; a module's time is the difference between consecutive
         // readings, the total is the last minus the first.
@@ -253,9 +288,8 @@ impl Chain {
         self.dns.set_deadline(deadline);
         let mut bypassed: HashSet<&str> = HashSet::new();
         let mut reply: Option<(String, &str)> = None;
-        let mut steps = Vec::with_capacity(self.links.len());
         for link in &self.links {
-            if bypassed.contains(link.name.as_str()) {
+            if bypassed.contains(&*link.name) {
                 steps.push(Step {
                     module: link.name.clone(),
                     decision: Decision::Bypassed,
@@ -269,7 +303,7 @@ impl Chain {
                     self.settings.message_timeout,
                     link.name
                 );
-                reply = Some((TIMEOUT_REPLY.to_string(), link.name.as_str()));
+                reply = Some((TIMEOUT_REPLY.to_string(), &*link.name));
                 break;
             }
             let mut ctx = Context {
@@ -328,7 +362,7 @@ impl Chain {
                 cpu,
             });
             // A module that ran replaces the reply, even with "no decision" (§1.6).
-            reply = text.map(|t| (t, link.name.as_str()));
+            reply = text.map(|t| (t, &*link.name));
             match &reply {
                 None => {}
                 Some((text, _)) => match &link.bypass {
@@ -359,23 +393,38 @@ impl Chain {
         data_path: &std::path::Path,
         control_paths: &[std::path::PathBuf],
     ) -> String {
-        let mut envelope = match Envelope::load(control_paths) {
-            Ok(e) => e,
-            Err(e) => {
-                log::error!("cannot read the control files: {e}");
-                if let Some(stats) = &self.stats {
-                    stats.record(0, Kind::Tempfail, crate::stats::now_secs());
-                }
-                return CONTROL_FAILURE_REPLY.to_string();
+        // Taken out of the chain while the chain runs on it, and put back for the next message.
+        let mut scratch = self.scratch.take().unwrap_or_default();
+        if let Err(e) = scratch.envelope.reload(control_paths) {
+            log::error!("cannot read the control files: {e}");
+            if let Some(stats) = &self.stats {
+                stats.record(0, Kind::Tempfail, crate::stats::now_secs());
             }
-        };
-        let mut message = Message::new(data_path);
-        let outcome = self.run(courier, &mut envelope, &mut message);
+            self.scratch = Some(scratch);
+            return CONTROL_FAILURE_REPLY.to_string();
+        }
+        let Scratch {
+            envelope,
+            message,
+            steps,
+        } = &mut *scratch;
+        message.reset(data_path);
+        let outcome = self.run_with(courier, envelope, message, std::mem::take(steps));
         if let Some(stats) = &self.stats {
             self.count(stats, &outcome);
         }
-        self.log_outcome(&envelope, &outcome);
-        outcome.reply
+        self.log_outcome(envelope, &outcome);
+        let Outcome {
+            reply,
+            steps: mut used,
+            ..
+        } = outcome;
+        used.clear();
+        *steps = used;
+        // The message's content is not kept until the next one.
+        message.forget();
+        self.scratch = Some(scratch);
+        reply
     }
 
     /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the
@@ -422,7 +471,9 @@ impl Chain {
                 );
             }
         }
-        log::info!("{}", accounting_line(envelope.message_id(), outcome));
+        crate::logging::info_line(|line| {
+            write_accounting_line(line, envelope.message_id(), outcome);
+        });
     }
 }
 
@@ -452,12 +503,20 @@ fn build_link(
 /// `CPU TIME ACCOUNTING: <M> processed with <t> seconds: (<mod>(<t>) …)`; only modules that ran
 /// are listed.
 pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
-    let mut line = String::with_capacity(96 + 32 * outcome.steps.len());
-    line.push_str("CPU TIME ACCOUNTING: ");
-    line.push_str(message_id.unwrap_or("None"));
-    line.push_str(" processed with ");
-    push_seconds(&mut line, outcome.total_cpu);
-    line.push_str(" seconds: (");
+    let mut line = Vec::new();
+    write_accounting_line(&mut line, message_id, outcome);
+    // Only `str`s and ASCII digits went in: always valid.
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`accounting_line`], appended to `line` as bytes (the digits need no UTF-8 check each).
+fn write_accounting_line(line: &mut Vec<u8>, message_id: Option<&str>, outcome: &Outcome) {
+    line.reserve(96 + 32 * outcome.steps.len());
+    line.extend_from_slice(b"CPU TIME ACCOUNTING: ");
+    line.extend_from_slice(message_id.unwrap_or("None").as_bytes());
+    line.extend_from_slice(b" processed with ");
+    push_seconds(line, outcome.total_cpu);
+    line.extend_from_slice(b" seconds: (");
     let mut first = true;
     for step in outcome
         .steps
@@ -465,47 +524,58 @@ pub fn accounting_line(message_id: Option<&str>, outcome: &Outcome) -> String {
         .filter(|s| s.decision != Decision::Bypassed)
     {
         if !first {
-            line.push(' ');
+            line.push(b' ');
         }
         first = false;
-        line.push_str(&step.module);
-        line.push('(');
-        push_seconds(&mut line, step.cpu);
-        line.push(')');
+        line.extend_from_slice(step.module.as_bytes());
+        line.push(b'(');
+        push_seconds(line, step.cpu);
+        line.push(b')');
     }
-    line.push(')');
-    line
+    line.push(b')');
 }
 
 /// Seconds with 6 decimals, rounded to the nearest microsecond (what `{:.6}` of the f64 gives),
 /// without float formatting on every message.
-fn push_seconds(out: &mut String, d: Duration) {
+fn push_seconds(out: &mut Vec<u8>, d: Duration) {
     let mut secs = d.as_secs();
     let mut micros = (d.subsec_nanos() + 500) / 1000;
     if micros == 1_000_000 {
         secs += 1;
         micros = 0;
     }
-    // Filled from the end: the integer part's digits, then `.` and six decimals.
-    let mut text = [b'0'; 27];
-    let mut i = text.len();
-    for _ in 0..6 {
-        i -= 1;
-        text[i] = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
-    i -= 1;
-    text[i] = b'.';
-    loop {
-        i -= 1;
-        text[i] = b'0' + (secs % 10) as u8;
-        secs /= 10;
-        if secs == 0 {
-            break;
+    if secs < 10 {
+        // The usual case: one digit.
+        out.push(b'0' + secs as u8);
+    } else {
+        // Filled from the end.
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        while secs > 0 {
+            i -= 1;
+            digits[i] = b'0' + (secs % 10) as u8;
+            secs /= 10;
         }
+        out.extend_from_slice(&digits[i..]);
     }
-    out.push_str(std::str::from_utf8(&text[i..]).unwrap_or("?"));
+    // Six decimals: three pairs of digits.
+    let pair = |n: u32| {
+        let i = 2 * n as usize;
+        [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
+    };
+    let [a, b] = pair(micros / 10_000);
+    let [c, d] = pair(micros / 100 % 100);
+    let [e, f] = pair(micros % 100);
+    out.extend_from_slice(&[b'.', a, b, c, d, e, f]);
 }
+
+/// "00" to "99": two decimal digits per lookup.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 /// CPU time used by the calling thread (workers are single-threaded processes).
 pub fn thread_cpu_time() -> Duration {
@@ -566,7 +636,7 @@ mod tests {
 
     fn link(name: &str, bypass: Option<&[&str]>, f: fn() -> FilterResult) -> Link {
         Link {
-            name: name.to_string(),
+            name: name.into(),
             bypass: bypass.map(|b| b.iter().map(|s| s.to_string()).collect()),
             dry_run: false,
             on_error: OnError::Tempfail,
@@ -593,6 +663,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            scratch: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -603,7 +674,7 @@ mod tests {
         o.steps
             .iter()
             .filter(|s| s.decision != Decision::Bypassed)
-            .map(|s| s.module.as_str())
+            .map(|s| &*s.module)
             .collect()
     }
 
@@ -712,8 +783,7 @@ mod tests {
             link("x", None, cont),
             link("last", None, ok200),
         ];
-        let names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let names: Vec<&str> = links.iter().map(|l| &*l.name).collect();
         let board = Board::create(&path, &names).expect("board");
         let chain = Chain {
             name: "rf".into(),
@@ -722,6 +792,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            scratch: None,
         };
         let o = Outcome {
             reply: "200 Ok".into(),
@@ -842,6 +913,7 @@ mod tests {
             store: test_store(),
             dns: Resolver::system(),
             stats: None,
+            scratch: None,
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -872,6 +944,22 @@ mod tests {
         Outcome {
             steps: vec![],
             ..o.clone()
+        }
+    }
+
+    #[test]
+    fn seconds_have_six_rounded_decimals() {
+        let mut nanos = 1u64;
+        while nanos < 40_000_000_000_000 {
+            for d in [nanos - 1, nanos, nanos + 499, nanos + 500] {
+                let d = Duration::from_nanos(d);
+                let rounded = (d.as_nanos() + 500) / 1000;
+                let want = format!("{}.{:06}", rounded / 1_000_000, rounded % 1_000_000);
+                let mut got = Vec::new();
+                push_seconds(&mut got, d);
+                assert_eq!(String::from_utf8(got).expect("ascii"), want, "{d:?}");
+            }
+            nanos = nanos * 3 + 7;
         }
     }
 

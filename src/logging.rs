@@ -2,7 +2,9 @@
 //! with `--syslog`. Each record is written with a single `write(2)` so lines from several
 //! workers sharing the pipe never interleave.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
@@ -11,16 +13,16 @@ use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 /// the reference's.
 pub fn init_stderr(name: &str, level: log::LevelFilter) {
     let _ = name;
-    install(Box::new(StderrLogger), level);
+    install(Box::new(StderrLogger), true, level);
 }
 
 /// Log to syslog (facility mail) with ident `name`. Falls back to stderr when there is no
 /// syslog socket, saying so.
 pub fn init_syslog(name: &str, level: log::LevelFilter) {
     match syslog_logger(name, None) {
-        Ok(logger) => install(Box::new(logger), level),
+        Ok(logger) => install(Box::new(logger), false, level),
         Err(e) => {
-            install(Box::new(StderrLogger), level);
+            install(Box::new(StderrLogger), true, level);
             log::warn!("{name}: cannot log to syslog ({e}); logging to stderr instead");
         }
     }
@@ -41,27 +43,86 @@ fn syslog_logger(name: &str, socket: Option<&std::path::Path>) -> syslog::Result
     Ok(SyslogLogger(Mutex::new(logger)))
 }
 
-fn install(logger: Box<dyn Log>, level: LevelFilter) {
+/// Whether the logger installed is the stderr one: then [`info_line`] writes to stderr itself.
+static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+fn install(logger: Box<dyn Log>, to_stderr: bool, level: LevelFilter) {
     // A second call (tests, or a fallback) keeps the first logger; only the level changes.
-    let _ = log::set_boxed_logger(logger);
+    if log::set_boxed_logger(logger).is_ok() {
+        TO_STDERR.store(to_stderr, Ordering::Relaxed);
+    }
     log::set_max_level(level);
+}
+
+/// Log one info line that `build` writes as bytes (valid UTF-8: built from `str`s), as
+/// `log::info!` would, but into a buffer kept between calls and, on stderr, without the
+/// formatting machinery: for the line logged for every message.
+pub fn info_line(build: impl FnOnce(&mut Vec<u8>)) {
+    if Level::Info > log::max_level() {
+        return;
+    }
+    let mut build = Some(build);
+    let written = LINE
+        .try_with(|cell| {
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                return false;
+            };
+            buf.clear();
+            if let Some(build) = build.take() {
+                build(&mut buf);
+            }
+            emit_info(&mut buf);
+            if buf.capacity() > MAX_KEPT_BUFFER {
+                *buf = Vec::new();
+            }
+            true
+        })
+        .unwrap_or(false);
+    if let (false, Some(build)) = (written, build) {
+        let mut buf = Vec::new();
+        build(&mut buf);
+        emit_info(&mut buf);
+    }
+}
+
+/// Write `line` (without its newline) as an info record.
+fn emit_info(line: &mut Vec<u8>) {
+    if TO_STDERR.load(Ordering::Relaxed) {
+        line.push(b'\n');
+        write_stderr(line);
+    } else {
+        log::info!("{}", String::from_utf8_lossy(line));
+    }
 }
 
 /// Format a record as the one line (or block) written for it: the message text and a newline.
 fn render(record: &Record) -> Vec<u8> {
-    let args = record.args();
-    // One allocation for the usual record: a message without arguments is copied with room
-    // for the newline; anything else is formatted into a buffer of a typical line's size.
-    let mut text = match args.as_str() {
-        Some(s) => String::with_capacity(s.len() + 1) + s,
-        None => {
-            let mut t = String::with_capacity(256);
-            let _ = std::fmt::Write::write_fmt(&mut t, *args);
-            t
-        }
-    };
-    text.push('\n');
+    let mut text = String::with_capacity(256);
+    render_into(record, &mut text);
     text.into_bytes()
+}
+
+/// [`render`], appended to `out`.
+fn render_into(record: &Record, out: &mut String) {
+    let args = record.args();
+    match args.as_str() {
+        Some(s) => out.push_str(s),
+        None => {
+            let _ = std::fmt::Write::write_fmt(out, *args);
+        }
+    }
+    out.push('\n');
+}
+
+/// A buffer grown past this by a huge record is not kept.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// The stderr logger's line buffer, kept between records (a worker logs a line or more
+    /// per message).
+    static RENDERED: RefCell<String> = const { RefCell::new(String::new()) };
+    /// [`info_line`]'s buffer.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Write `buf` to fd 2 in one `write(2)` (pipe writes up to PIPE_BUF are atomic); only a short
@@ -89,7 +150,24 @@ impl Log for StderrLogger {
 
     // The log macros have already compared the level with log::max_level().
     fn log(&self, record: &Record) {
-        write_stderr(&render(record));
+        // The reused buffer, unless it is in use (a record logged while formatting one).
+        let written = RENDERED
+            .try_with(|cell| {
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                buf.clear();
+                render_into(record, &mut buf);
+                write_stderr(buf.as_bytes());
+                if buf.capacity() > MAX_KEPT_BUFFER {
+                    *buf = String::new();
+                }
+                true
+            })
+            .unwrap_or(false);
+        if !written {
+            write_stderr(&render(record));
+        }
     }
 
     fn flush(&self) {}

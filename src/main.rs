@@ -450,7 +450,7 @@ fn open_stats(name: &str, chain: &Chain) -> Option<stats::Board> {
         log::warn!("{name}: no statistics for 'rustfilter stats': the name is not a file name");
         return None;
     };
-    let modules: Vec<&str> = chain.links.iter().map(|l| l.name.as_str()).collect();
+    let modules: Vec<&str> = chain.links.iter().map(|l| &*l.name).collect();
     match stats::Board::create(&path, &modules) {
         Ok(board) => Some(board),
         Err(e) => {
@@ -511,7 +511,7 @@ fn check_config(opts: &Options, name: &str) -> ExitCode {
     let loaded = load(opts, name);
     match loaded.chain {
         Ok(chain) => {
-            let names: Vec<&str> = chain.links.iter().map(|l| l.name.as_str()).collect();
+            let names: Vec<&str> = chain.links.iter().map(|l| &*l.name).collect();
             println!("configuration OK: {}", loaded.description);
             println!(
                 "chain: {}",

@@ -31,6 +31,21 @@ impl Recipient {
     }
 }
 
+/// An undelivered recipient as the envelope holds it: borrowed, nothing copied (modules that
+/// only look at the recipients of every message allocate nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientRef<'a> {
+    pub addr: &'a str,
+    pub orig: &'a str,
+    pub dsn: &'a str,
+}
+
+impl RecipientRef<'_> {
+    pub fn to_recipient(&self) -> Recipient {
+        Recipient::new(self.addr, self.orig, self.dsn)
+    }
+}
+
 /// Why the control files could not be loaded.
 #[derive(Debug)]
 pub struct ControlError {
@@ -79,15 +94,33 @@ struct ControlFile {
     done: BTreeSet<usize>,
     /// The `r` and `R` values of a group not yet closed by `N`.
     pending: (Span, Span),
+    /// The value of the first `OTCPREMOTEIP=` record, after the `=`.
+    client_ip: Option<Span>,
 }
 
 impl ControlFile {
     fn parse(path: &Path, data: Vec<u8>) -> ControlFile {
-        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
-        let mut file = ControlFile {
-            records: Vec::with_capacity(lines),
-            ..ControlFile::default()
-        };
+        let mut file = ControlFile::default();
+        file.parse_into(path, data);
+        file
+    }
+
+    /// Parse `data` into this file, in place of what it held: its lists keep their memory (a
+    /// worker parses a control file per message), unless a big file made them big.
+    fn parse_into(&mut self, path: &Path, data: Vec<u8>) {
+        const MAX_KEPT: usize = 1024;
+        if self.records.capacity() > MAX_KEPT || self.recipients.capacity() > MAX_KEPT {
+            *self = ControlFile::default();
+        }
+        self.records.clear();
+        self.recipients.clear();
+        self.done.clear();
+        self.pending = Default::default();
+        self.client_ip = None;
+        // Room for the usual number of records (Courier's lines average a few dozen bytes)
+        // without counting the lines first.
+        self.records.reserve(data.len() / 24 + 16);
+        let file = self;
         match String::from_utf8(data) {
             // Then every line is valid UTF-8 too (lines end at an ASCII byte), and each value
             // is its line minus the letter and the blanks around it.
@@ -116,6 +149,7 @@ impl ControlFile {
             }
             Err(e) => {
                 let data = e.into_bytes();
+                file.text.clear();
                 file.text.reserve(data.len() + 64);
                 for line in data.split(|&b| b == b'\n') {
                     if let Some((&letter, rest)) = line.split_first() {
@@ -132,7 +166,6 @@ impl ControlFile {
                 );
             }
         }
-        file
     }
 
     fn next_index(&self) -> usize {
@@ -156,7 +189,9 @@ impl ControlFile {
         self.push_record(path, letter, start..self.text.len());
     }
 
-    /// Add one record to the in-memory view, with the reader's recipient logic.
+    /// Add one record to the in-memory view, with the reader's recipient logic. Kept small
+    /// (it runs for every line of every control file) so that it is inlined.
+    #[inline(always)]
     fn push_record(&mut self, path: &Path, letter: u8, span: Span) {
         match letter {
             b'r' => self.pending.0 = span.clone(),
@@ -171,31 +206,44 @@ impl ControlFile {
                     dsn: span.clone(),
                 });
             }
-            b'S' | b'F' => {
-                let value = self.value(&span);
-                let number = value.split(' ').next().unwrap_or_default();
-                match number.parse::<usize>() {
-                    Ok(n) => {
-                        self.done.insert(n);
-                    }
-                    Err(_) => log::warn!(
-                        "control file {}: bad delivery record {:?}",
-                        path.display(),
-                        format!("{}{value}", letter as char)
-                    ),
-                }
-            }
+            b'S' | b'F' => self.delivery_record(path, letter, &span),
+            b'O' if self.client_ip.is_none() => self.option_record(&span),
             _ => {}
         }
         self.records.push((letter, span));
     }
 
-    fn recipient(&self, entry: &RecipientEntry) -> Recipient {
-        Recipient::new(
-            self.value(&entry.addr),
-            self.value(&entry.orig),
-            self.value(&entry.dsn),
-        )
+    /// `O<name>=<value>`: the client's address is kept aside (every message asks for it).
+    fn option_record(&mut self, span: &Span) {
+        const NAME: &str = "TCPREMOTEIP=";
+        if self.value(span).starts_with(NAME) {
+            self.client_ip = Some(span.start + NAME.len()..span.end);
+        }
+    }
+
+    /// `S<n> …` / `F<n> …`: recipient `n` is done.
+    #[inline(never)]
+    fn delivery_record(&mut self, path: &Path, letter: u8, span: &Span) {
+        let value = self.value(span);
+        let number = value.split(' ').next().unwrap_or_default();
+        match number.parse::<usize>() {
+            Ok(n) => {
+                self.done.insert(n);
+            }
+            Err(_) => log::warn!(
+                "control file {}: bad delivery record {:?}",
+                path.display(),
+                format!("{}{value}", letter as char)
+            ),
+        }
+    }
+
+    fn recipient(&self, entry: &RecipientEntry) -> RecipientRef<'_> {
+        RecipientRef {
+            addr: self.value(&entry.addr),
+            orig: self.value(&entry.orig),
+            dsn: self.value(&entry.dsn),
+        }
     }
 
     fn undelivered(&self) -> impl Iterator<Item = &RecipientEntry> {
@@ -276,7 +324,7 @@ pub struct ControlData {
 }
 
 /// The envelope of one message: every record of every control file, in order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Envelope {
     paths: Vec<PathBuf>,
     files: Vec<ControlFile>,
@@ -287,16 +335,41 @@ impl Envelope {
     /// Read and parse the control files (bounded in size; a file that is missing, unreadable
     /// or too large is an error).
     pub fn load(paths: &[PathBuf]) -> Result<Envelope, ControlError> {
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let data =
-                read_bounded(path, MAX_CONTROL_FILE_BYTES).map_err(|error| ControlError {
-                    path: path.clone(),
-                    error,
-                })?;
-            files.push(ControlFile::parse(path, data));
+        let mut envelope = Envelope::default();
+        envelope.reload(paths)?;
+        Ok(envelope)
+    }
+
+    /// [`Envelope::load`] into this envelope, in place of the message it held: its memory is
+    /// reused (a worker loads an envelope per message). After an error it is empty.
+    pub fn reload(&mut self, paths: &[PathBuf]) -> Result<(), ControlError> {
+        self.client_ip = None;
+        self.paths.truncate(paths.len());
+        for (kept, path) in self.paths.iter_mut().zip(paths) {
+            kept.clone_from(path);
         }
-        Ok(Envelope::from_files(paths.to_vec(), files))
+        let kept = self.paths.len();
+        self.paths.extend_from_slice(&paths[kept..]);
+        self.files.truncate(paths.len());
+        for (i, path) in paths.iter().enumerate() {
+            let data = match read_bounded(path, MAX_CONTROL_FILE_BYTES) {
+                Ok(data) => data,
+                Err(error) => {
+                    self.paths.clear();
+                    self.files.clear();
+                    return Err(ControlError {
+                        path: path.clone(),
+                        error,
+                    });
+                }
+            };
+            match self.files.get_mut(i) {
+                Some(file) => file.parse_into(path, data),
+                None => self.files.push(ControlFile::parse(path, data)),
+            }
+        }
+        self.client_ip = self.find_client_ip();
+        Ok(())
     }
 
     /// Parse control files already in memory: each file's path (for `paths()` and log
@@ -326,8 +399,7 @@ impl Envelope {
         let value = self
             .files
             .iter()
-            .flat_map(|f| f.values(b'O'))
-            .find_map(|v| v.strip_prefix("TCPREMOTEIP="))?;
+            .find_map(|f| f.client_ip.as_ref().map(|span| f.value(span)))?;
         let parsed = parse_client_ip(value);
         if parsed.is_none() {
             log::warn!("malformed TCPREMOTEIP {value:?} in the control file; treated as absent");
@@ -376,10 +448,14 @@ impl Envelope {
 
     /// Undelivered recipients across all files, in order.
     pub fn recipients(&self) -> Vec<Recipient> {
+        self.undelivered().map(|r| r.to_recipient()).collect()
+    }
+
+    /// [`Envelope::recipients`] borrowed: nothing is copied.
+    pub fn undelivered(&self) -> impl Iterator<Item = RecipientRef<'_>> {
         self.files
             .iter()
             .flat_map(|f| f.undelivered().map(|r| f.recipient(r)))
-            .collect()
     }
 
     /// The reference's `get_control_data`: scalar fields from the first file (the last
@@ -448,7 +524,7 @@ impl Envelope {
     /// Mark the first undelivered recipient equal to `rcpt` (all three fields) as delivered
     /// (`I<n> R 250 Ok - Removed by …` + `S<n> <time>` in its file). Returns whether one was found.
     pub fn remove_recipient(&mut self, rcpt: &Recipient) -> io::Result<bool> {
-        self.remove_first(|r| r == rcpt)
+        self.remove_first(|r| r.addr == rcpt.addr && r.orig == rcpt.orig && r.dsn == rcpt.dsn)
     }
 
     /// Like `remove_recipient`, matching the address only.
@@ -456,7 +532,7 @@ impl Envelope {
         self.remove_first(|r| r.addr == addr)
     }
 
-    fn remove_first(&mut self, matches: impl Fn(&Recipient) -> bool) -> io::Result<bool> {
+    fn remove_first(&mut self, matches: impl Fn(&RecipientRef<'_>) -> bool) -> io::Result<bool> {
         let found = self.files.iter().enumerate().find_map(|(i, f)| {
             f.undelivered()
                 .find(|r| matches(&f.recipient(r)))
@@ -506,13 +582,13 @@ fn append_records(path: &Path, records: &[u8]) -> io::Result<()> {
 /// IPv4-mapped IPv6 address turned into IPv4.
 pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
     let value = value.trim();
-    let without_zone = value.split_once('%').map_or(value, |(addr, _)| addr);
+    let without_zone = find_byte(value.as_bytes(), b'%').map_or(value, |p| &value[..p]);
     // What Courier writes for IPv4 clients, parsed without the general IPv6 parser (the same
     // result: a mapped address becomes its IPv4 address).
     if let Some(v4) = without_zone
         .get(..7)
         .filter(|p| p.eq_ignore_ascii_case("::ffff:"))
-        .and_then(|_| without_zone[7..].parse::<std::net::Ipv4Addr>().ok())
+        .and_then(|_| parse_ipv4(&without_zone[7..]))
     {
         return Some(IpAddr::V4(v4));
     }
@@ -523,6 +599,38 @@ pub fn parse_client_ip(value: &str) -> Option<IpAddr> {
         },
         v4 => Some(v4),
     }
+}
+
+/// A dotted-quad IPv4 address, as `str::parse::<Ipv4Addr>` reads it (four decimal octets of
+/// one to three digits, no leading zeros, nothing else), in one pass: this runs for every
+/// message.
+fn parse_ipv4(text: &str) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut done = 0;
+    let (mut value, mut digits) = (0u16, 0);
+    for &b in text.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                // A fourth digit, or a digit after a leading zero.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && done < 3 => {
+                octets[done] = u8::try_from(value).ok()?;
+                done += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if done != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// The reference's value decoding: strip ASCII whitespace, then UTF-8, else
@@ -563,7 +671,13 @@ pub fn resolve_spool_path(localstatedir: &Path, path: &str) -> PathBuf {
     if path.starts_with('/') {
         PathBuf::from(path)
     } else {
-        localstatedir.join("tmp").join(path)
+        // One allocation (`join` twice would make an intermediate path).
+        let len = localstatedir.as_os_str().len() + "/tmp/".len() + path.len();
+        let mut resolved = PathBuf::with_capacity(len);
+        resolved.push(localstatedir);
+        resolved.push("tmp");
+        resolved.push(path);
+        resolved
     }
 }
 
@@ -632,6 +746,77 @@ mod tests {
         assert_eq!(parse_client_ip("::ffff:"), None);
         assert_eq!(parse_client_ip("garbage"), None);
         assert_eq!(parse_client_ip(""), None);
+    }
+
+    #[test]
+    fn ipv4_parser_agrees_with_std() {
+        let fixed = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            ".1.2.3",
+            "01.2.3.4",
+            "1.2.3.00",
+            "1..2.3",
+            "1.2.3.4 ",
+            "1000.1.1.1",
+            "+1.2.3.4",
+            "",
+        ];
+        for text in fixed {
+            assert_eq!(parse_ipv4(text), text.parse().ok(), "{text:?}");
+        }
+        const ALPHABET: &[u8] = b"0125.9..a";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..50_000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for _ in 0..(seed % 16) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize] as char);
+            }
+            assert_eq!(parse_ipv4(&text), text.parse().ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_reloaded_envelope_is_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = write(
+            dir.path(),
+            "big",
+            b"sbig@x\nra@x\nR\nNS\nrb@x\nR\nN\nS0 1\nOTCPREMOTEIP=192.0.2.1\nie2e\nMid\n",
+        );
+        let extra = write(dir.path(), "extra", b"rc@x\nR\nN\n");
+        let small = write(dir.path(), "small", b"ssmall@x\nrd@x\nR\nN\n");
+        let bad = write(dir.path(), "bad", b"s\xffx\nre@x\nR\nN\n");
+        let missing = dir.path().join("missing");
+        let sets: Vec<Vec<PathBuf>> = vec![
+            vec![big.clone(), extra.clone()],
+            vec![small.clone()],
+            vec![bad.clone(), big.clone()],
+            vec![big.clone(), missing.clone()],
+            vec![bad.clone()],
+            vec![],
+            vec![small.clone(), extra.clone()],
+        ];
+        let mut reused = Envelope::default();
+        for paths in &sets {
+            let fresh = Envelope::load(paths).map(|e| format!("{e:?}"));
+            let reloaded = reused.reload(paths).map(|()| format!("{reused:?}"));
+            match (fresh, reloaded) {
+                (Ok(fresh), Ok(reloaded)) => assert_eq!(reloaded, fresh, "{paths:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{paths:?}: {a:?} but reloaded {b:?}"),
+            }
+        }
     }
 
     #[test]

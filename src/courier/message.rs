@@ -57,53 +57,109 @@ struct FieldSpan {
     end: usize,
 }
 
-/// Whether `name` is a field name: printable ASCII without the colon (RFC 5322 `ftext`).
-fn is_field_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| (0x21..=0x7e).contains(&b) && b != b':')
+/// Whether `b` may appear in a field name: printable ASCII except the colon (RFC 5322 `ftext`).
+fn is_ftext(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && b != b':'
 }
 
-/// The header fields of `data`, in order. The header block ends at the first empty line (LF or
+/// Where the field that starts `line` has its name end and its colon: `(name_len, colon)`.
+/// `None` when the line is not a field: the name is empty, or holds a byte outside `ftext`, or
+/// is followed (after optional blanks) by anything but the colon. One pass over the name.
+fn field_name(line: &[u8]) -> Option<(usize, usize)> {
+    let name_len = line.iter().position(|&b| !is_ftext(b))?;
+    let colon = name_len
+        + line[name_len..]
+            .iter()
+            .position(|&b| !matches!(b, b' ' | b'\t'))?;
+    (name_len > 0 && line[colon] == b':').then_some((name_len, colon))
+}
+
+/// The header fields of `data`, in order, found lazily (a module that looks for one name does
+/// not pay for a list of them all). The header block ends at the first empty line (LF or
 /// CRLF), at a line that is neither a field nor a continuation, or at the end of the file.
-fn field_spans(data: &[u8]) -> Vec<FieldSpan> {
-    let mut spans: Vec<FieldSpan> = Vec::with_capacity(32);
+struct FieldSpans<'a> {
+    data: &'a [u8],
+    /// Where the next line starts; `data.len()` once the header block is over.
+    pos: usize,
+}
+
+impl<'a> FieldSpans<'a> {
+    fn new(data: &'a [u8]) -> FieldSpans<'a> {
+        // A continuation line before any field ends the block at once.
+        let pos = match data.first() {
+            Some(b' ' | b'\t') => data.len(),
+            _ => 0,
+        };
+        FieldSpans { data, pos }
+    }
+
+    /// Just after the line that starts at `pos` (its `\n`, or the end of the data).
+    fn line_end(&self, pos: usize) -> usize {
+        find_byte(&self.data[pos..], b'\n').map_or(self.data.len(), |p| pos + p + 1)
+    }
+}
+
+impl Iterator for FieldSpans<'_> {
+    type Item = FieldSpan;
+
+    fn next(&mut self) -> Option<FieldSpan> {
+        let data = self.data;
+        let start = self.pos;
+        // An empty line, or one that is not a field, ends the block (and the iteration).
+        let Some((name_len, colon)) = field_name(&data[start..]) else {
+            self.pos = data.len();
+            return None;
+        };
+        let mut end = self.line_end(start + colon);
+        // Continuation lines belong to the field.
+        while matches!(data.get(end), Some(b' ' | b'\t')) {
+            end = self.line_end(end);
+        }
+        self.pos = end;
+        Some(FieldSpan {
+            start,
+            name_end: start + name_len,
+            value_start: start + colon + 1,
+            end,
+        })
+    }
+}
+
+/// Whether the header block of `data` may hold a field called `name`: only the start of each
+/// line is looked at, up to the first empty line. `false` means there is certainly none (the
+/// usual answer when a module looks for a field most messages lack, such as `Delivered-To`);
+/// `true` is for the field scan to confirm.
+fn may_have_field(data: &[u8], name: &[u8]) -> bool {
+    let Some(&first) = name.first() else {
+        return false;
+    };
+    // Equal bytes, or letters that differ in case only, are equal with this bit set: a cheap
+    // look at each line's first byte (the full comparison decides).
+    let first = first | 0x20;
     let mut pos = 0;
     while pos < data.len() {
-        let line_end = find_byte(&data[pos..], b'\n').map_or(data.len(), |p| pos + p + 1);
-        let line = &data[pos..line_end];
-        if line == b"\n" || line == b"\r\n" {
-            break;
+        let line = &data[pos..];
+        if line.starts_with(b"\n") || line.starts_with(b"\r\n") {
+            return false;
         }
-        if matches!(line[0], b' ' | b'\t') {
-            // A continuation line belongs to the field before it; without one, the header
-            // block is over.
-            match spans.last_mut() {
-                Some(field) => field.end = line_end,
-                None => break,
-            }
-        } else {
-            let Some(colon) = find_byte(line, b':') else {
-                break;
-            };
-            let mut name_len = colon;
-            while name_len > 0 && matches!(line[name_len - 1], b' ' | b'\t') {
-                name_len -= 1;
-            }
-            if !is_field_name(&line[..name_len]) {
-                break;
-            }
-            spans.push(FieldSpan {
-                start: pos,
-                name_end: pos + name_len,
-                value_start: pos + colon + 1,
-                end: line_end,
-            });
+        // The first letter alone rules out most lines.
+        if line[0] | 0x20 == first
+            && line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+        {
+            return true;
         }
-        pos = line_end;
+        match find_byte(line, b'\n') {
+            Some(p) => pos += p + 1,
+            None => return false,
+        }
     }
-    spans
+    false
+}
+
+/// The header fields of `data`, in order (see [`FieldSpans`]).
+fn field_spans(data: &[u8]) -> FieldSpans<'_> {
+    FieldSpans::new(data)
 }
 
 /// One header field's place in the file (see [`header_layout`]).
@@ -119,8 +175,16 @@ pub struct RawField {
 /// empty line that ends the header block, or where the block ended without one. For modules
 /// that rebuild a message around its original bytes.
 pub fn header_layout(data: &[u8]) -> (Vec<RawField>, usize) {
-    let spans = field_spans(data);
-    let end = spans.last().map_or(0, |s| s.end);
+    let mut end = 0;
+    let fields = field_spans(data)
+        .map(|s| {
+            end = s.end;
+            RawField {
+                name: s.start..s.name_end,
+                whole: s.start..s.end,
+            }
+        })
+        .collect();
     let rest = &data[end..];
     let body_start = if rest.starts_with(b"\r\n") {
         end + 2
@@ -129,13 +193,6 @@ pub fn header_layout(data: &[u8]) -> (Vec<RawField>, usize) {
     } else {
         end
     };
-    let fields = spans
-        .into_iter()
-        .map(|s| RawField {
-            name: s.start..s.name_end,
-            whole: s.start..s.end,
-        })
-        .collect();
     (fields, body_start)
 }
 
@@ -289,6 +346,22 @@ impl Message {
         }
     }
 
+    /// Make this the message at `path`, as [`Message::new`] would, reusing the path's memory
+    /// (a worker takes a message per request). What was read of the last one is dropped.
+    pub fn reset(&mut self, path: &Path) {
+        let buf = self.path.as_mut_os_string();
+        buf.clear();
+        buf.push(path.as_os_str());
+        self.forget();
+    }
+
+    /// Drop what was read of the file (it is read again if asked for).
+    pub fn forget(&mut self) {
+        self.data = OnceCell::new();
+        self.head = OnceCell::new();
+        self.parsed = OnceCell::new();
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -323,7 +396,6 @@ impl Message {
     pub fn headers(&self) -> io::Result<Vec<HeaderField<'_>>> {
         let data = self.head()?;
         Ok(field_spans(data)
-            .into_iter()
             .map(|s| HeaderField {
                 // field_spans only accepts ASCII names
                 name: std::str::from_utf8(&data[s.start..s.name_end]).unwrap_or_default(),
@@ -333,10 +405,13 @@ impl Message {
     }
 
     /// Values (see [`HeaderField::value`]) of every header with this name, case-insensitive.
+    /// Nothing is allocated when there is none.
     pub fn header_values(&self, name: &str) -> io::Result<Vec<String>> {
         let data = self.head()?;
+        if !may_have_field(data, name.as_bytes()) {
+            return Ok(Vec::new());
+        }
         Ok(field_spans(data)
-            .into_iter()
             .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
             .map(|s| {
                 HeaderField {
@@ -373,7 +448,6 @@ impl Message {
     pub fn remove_headers(&mut self, name: &str) -> io::Result<usize> {
         let data = self.bytes()?;
         let doomed: Vec<FieldSpan> = field_spans(data)
-            .into_iter()
             .filter(|s| data[s.start..s.name_end].eq_ignore_ascii_case(name.as_bytes()))
             .collect();
         if doomed.is_empty() {
@@ -458,6 +532,156 @@ mod tests {
         fs::write(&path, data).unwrap();
         let m = Message::new(&path);
         (dir, m)
+    }
+
+    /// The header scan as first written (a list built line by line), kept to check the lazy
+    /// one against.
+    fn field_spans_by_lines(data: &[u8]) -> Vec<FieldSpan> {
+        let mut spans: Vec<FieldSpan> = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let line_end = find_byte(&data[pos..], b'\n').map_or(data.len(), |p| pos + p + 1);
+            let line = &data[pos..line_end];
+            if line == b"\n" || line == b"\r\n" {
+                break;
+            }
+            if matches!(line[0], b' ' | b'\t') {
+                match spans.last_mut() {
+                    Some(field) => field.end = line_end,
+                    None => break,
+                }
+            } else {
+                let Some(colon) = find_byte(line, b':') else {
+                    break;
+                };
+                let mut name_len = colon;
+                while name_len > 0 && matches!(line[name_len - 1], b' ' | b'\t') {
+                    name_len -= 1;
+                }
+                let name = &line[..name_len];
+                if name.is_empty() || !name.iter().all(|&b| is_ftext(b)) {
+                    break;
+                }
+                spans.push(FieldSpan {
+                    start: pos,
+                    name_end: pos + name_len,
+                    value_start: pos + colon + 1,
+                    end: line_end,
+                });
+            }
+            pos = line_end;
+        }
+        spans
+    }
+
+    #[test]
+    fn the_quick_look_for_a_field_never_misses_one() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"", false),
+            (b"Delivered-To: a@b\n", true),
+            (b"delivered-to  : a@b\n", true),
+            (b"Subject: x\nDELIVERED-TO:a\n\nbody", true),
+            (b"Subject: x\n\nDelivered-To: a\n", false),
+            (b"Subject: x\r\n\r\nDelivered-To: a\n", false),
+            (b"Subject: x\n Delivered-To: a\n", false),
+            (b"Delivered-To", false),
+            (b"Delivered-Toy: a\n", true),
+        ];
+        for (data, want) in cases {
+            assert_eq!(
+                may_have_field(data, b"delivered-to"),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        // Wherever the scan finds the field, the quick look says it may be there.
+        const ALPHABET: &[u8] = b"Xx: \t\r\n\n\n";
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20_000 {
+            let mut data = Vec::new();
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if seed.is_multiple_of(3) {
+                    data.extend_from_slice(b"x-y");
+                }
+                for _ in 0..(seed % 5) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    data.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+                }
+            }
+            let present =
+                field_spans(&data).any(|s| data[s.start..s.name_end].eq_ignore_ascii_case(b"X-Y"));
+            assert!(!present || may_have_field(&data, b"X-Y"), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn a_reset_message_reads_its_new_file() {
+        let (dir, mut m) = message_with(b"Subject: one\n\nbody one\n");
+        assert_eq!(m.header_values("Subject").unwrap(), ["one"]);
+        let other = dir.path().join("D67890");
+        fs::write(&other, b"Subject: two\n\nbody two\n").unwrap();
+        m.reset(&other);
+        assert_eq!(m.path(), other);
+        assert_eq!(m.header_values("Subject").unwrap(), ["two"]);
+        assert_eq!(m.bytes().unwrap(), b"Subject: two\n\nbody two\n");
+        m.forget();
+        fs::write(&other, b"Subject: three\n\n").unwrap();
+        assert_eq!(m.header_values("Subject").unwrap(), ["three"]);
+    }
+
+    #[test]
+    fn lazy_field_scan_matches_the_line_by_line_one() {
+        let fixed: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\r\n",
+            b" x: y\n",
+            b"A: b\n c\n\td\nE : f\r\n\r\nbody",
+            b"A:b",
+            b"A",
+            b"A  ",
+            b"A b: c\n",
+            b":x\n",
+            b"A: b\n \r\nC: d\n",
+            b"A\t \t: b\nB\xc3\xa9: c\n",
+            b"A: b\nno colon here\nC: d\n",
+            b"A: b\n\nC: d\n",
+        ];
+        for data in fixed {
+            assert_eq!(
+                field_spans(data).collect::<Vec<_>>(),
+                field_spans_by_lines(data),
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        // Random headers over the bytes that matter to the scan.
+        const ALPHABET: &[u8] = b"Ab: \t\r\n\n\n:\x7f\x80~";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut data = Vec::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                data.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+            }
+            assert_eq!(
+                field_spans(&data).collect::<Vec<_>>(),
+                field_spans_by_lines(&data),
+                "{data:?}"
+            );
+        }
     }
 
     #[test]

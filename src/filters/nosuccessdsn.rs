@@ -28,10 +28,15 @@ pub fn without_success(dsn: &str) -> String {
 
 impl Filter for NoSuccessDsn {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
-        for rcpt in ctx.envelope.recipients() {
-            if !rcpt.dsn.contains('S') {
-                continue;
-            }
+        // Copied out first (usually none, then nothing is allocated): the edits change the
+        // envelope, and recipients added here are not looked at again.
+        let asking: Vec<Recipient> = ctx
+            .envelope
+            .undelivered()
+            .filter(|r| r.dsn.as_bytes().contains(&b'S'))
+            .map(|r| r.to_recipient())
+            .collect();
+        for rcpt in asking {
             let replacement = Recipient::new(&rcpt.addr, &rcpt.orig, &without_success(&rcpt.dsn));
             ctx.envelope.add_recipient(&replacement)?;
             ctx.envelope.remove_recipient(&rcpt)?;
