@@ -4,9 +4,11 @@
 //! log see them.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -668,7 +670,13 @@ fn decode_value_into(raw: &[u8], out: &mut String) {
 
 /// Resolve a request path as the reference does: relative paths live under `L/tmp/`.
 pub fn resolve_spool_path(localstatedir: &Path, path: &str) -> PathBuf {
-    if path.starts_with('/') {
+    resolve_spool_path_bytes(localstatedir, path.as_bytes())
+}
+
+/// [`resolve_spool_path`] for a name as bytes (a request line need not be UTF-8).
+pub fn resolve_spool_path_bytes(localstatedir: &Path, path: &[u8]) -> PathBuf {
+    let path = OsStr::from_bytes(path);
+    if path.as_bytes().starts_with(b"/") {
         PathBuf::from(path)
     } else {
         // One allocation (`join` twice would make an intermediate path).

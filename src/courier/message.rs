@@ -5,13 +5,13 @@
 
 use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::watch::{find_byte, read_bounded, with_path};
+use super::watch::{find_byte, read_bounded, read_more, regular_file_size, with_path};
 
 /// The largest message body we read into memory.
 pub const MAX_MESSAGE_BYTES: u64 = 256 * 1024 * 1024;
@@ -296,24 +296,22 @@ enum Head {
 /// Read the header block of a spool file without its body (header-only modules cost the same
 /// whatever the message's size).
 fn read_head(path: &Path) -> io::Result<Head> {
-    let mut file = super::spool::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    let file = super::spool::open(path)?;
+    let Some(size) = regular_file_size(&file)? else {
         return read_bounded(path, MAX_MESSAGE_BYTES).map(Head::Whole);
-    }
-    if meta.len() <= HEAD_CHUNK as u64 {
+    };
+    if size <= HEAD_CHUNK as u64 {
         // One read of exactly its size, from the descriptor already open.
-        let mut data = Vec::with_capacity(meta.len() as usize);
-        (&mut file).take(meta.len()).read_to_end(&mut data)?;
+        let mut data = Vec::with_capacity(size as usize);
+        read_more(&file, &mut data, size as usize)?;
         return Ok(Head::Whole(data));
     }
     let mut buf = Vec::with_capacity(HEAD_CHUNK);
     loop {
         let searched = buf.len();
         let want = (buf.len() + HEAD_CHUNK).min(MAX_HEAD_BYTES);
-        let got = (&mut file)
-            .take((want - buf.len()) as u64)
-            .read_to_end(&mut buf)?;
+        let more = want - buf.len();
+        let got = read_more(&file, &mut buf, more)?;
         if let Some(end) = blank_line_end(&buf, searched) {
             buf.truncate(end);
             return Ok(Head::Header(buf));

@@ -15,3 +15,4 @@ mod watch;
 
 pub use config::Courier;
 pub use paths::{CourierPaths, PathOverrides};
+pub(crate) use watch::find_byte;

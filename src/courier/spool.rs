@@ -15,6 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::find_byte;
+
 /// `<localstatedir>/tmp` and a descriptor of it.
 static TMP_DIR: OnceLock<(PathBuf, OwnedFd)> = OnceLock::new();
 
@@ -71,11 +73,19 @@ fn below<'a>(dir: &Path, path: &'a Path) -> Option<&'a [u8]> {
 }
 
 fn open_at(dir_fd: &OwnedFd, rest: &[u8]) -> Option<File> {
-    // A spool name is short: NUL-terminate it on the stack.
-    let mut buf = [0u8; 512];
-    let name = buf.get_mut(..=rest.len())?;
-    name[..rest.len()].copy_from_slice(rest);
-    let name = CStr::from_bytes_with_nul(name).ok()?;
+    // A spool name is short: NUL-terminate it on the stack (not zeroed: only the name and
+    // its terminator are written and read).
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+    if rest.len() >= buf.len() || find_byte(rest, 0).is_some() {
+        return None;
+    }
+    // SAFETY: rest.len() < buf.len(); the copy and the NUL initialise buf[..=rest.len()].
+    let name = unsafe {
+        let p = buf.as_mut_ptr().cast::<u8>();
+        std::ptr::copy_nonoverlapping(rest.as_ptr(), p, rest.len());
+        *p.add(rest.len()) = 0;
+        CStr::from_bytes_with_nul_unchecked(std::slice::from_raw_parts(p, rest.len() + 1))
+    };
     // SAFETY: a valid directory descriptor and a NUL-terminated relative name.
     let fd = unsafe {
         libc::openat(
@@ -139,9 +149,12 @@ mod tests {
     }
 
     #[test]
-    fn a_long_name_is_opened_by_its_full_path() {
+    fn a_long_name_or_one_with_a_nul_is_opened_by_its_full_path() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
         let fd = OwnedFd::from(File::open(dir.path()).unwrap());
+        assert!(open_at(&fd, b"f").is_some());
         assert!(open_at(&fd, &[b'a'; 600]).is_none());
+        assert!(open_at(&fd, b"f\0").is_none());
     }
 }

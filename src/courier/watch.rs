@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -47,20 +48,60 @@ pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
 /// else (pipes, `/proc` files reporting size 0, directories) is read to EOF, bounded.
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = super::spool::open(path)?;
-    let meta = file.metadata()?;
-    let size = meta.len();
-    if !meta.is_file() || size == 0 {
-        return read_to_eof_bounded(file, limit);
-    }
+    let size = match regular_file_size(&file)? {
+        Some(size) if size > 0 => size,
+        _ => return read_to_eof_bounded(file, limit),
+    };
     if size > limit {
         return Err(too_large(limit, Some(size)));
     }
     let capacity = usize::try_from(size).map_err(|_| too_large(limit, Some(size)))?;
-    // Exactly `size` bytes of room, not zeroed; `take` ends the read there without another
-    // system call (a file that shrank since fstat ends it at its EOF).
+    // Exactly `size` bytes of room, not zeroed; the read ends there without another system
+    // call (a file that shrank since fstat ends it at its EOF).
     let mut data = Vec::with_capacity(capacity);
-    (&file).take(size).read_to_end(&mut data)?;
+    read_more(&file, &mut data, capacity)?;
     Ok(data)
+}
+
+/// The size of `file` when it is a regular file, else `None`. Plain `fstat`: std's
+/// `metadata` asks `statx` for every field, and this runs twice per message.
+pub(crate) fn regular_file_size(file: &File) -> io::Result<Option<u64>> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the stat buffer on success; it is read only then.
+    let st = unsafe {
+        if libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    Ok(((st.st_mode & libc::S_IFMT) == libc::S_IFREG).then_some(st.st_size as u64))
+}
+
+/// Append up to `max` bytes from `file` to `buf` (reading until `max` bytes or EOF; EINTR is
+/// retried) and return how many were appended. Reads straight into `buf`'s spare room.
+pub(crate) fn read_more(file: &File, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let start = buf.len();
+    let end = start + max;
+    while buf.len() < end {
+        let want = end - buf.len();
+        let room = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: read writes at most room.len() bytes into the spare capacity.
+        let n = unsafe { libc::read(file.as_raw_fd(), room.as_mut_ptr().cast(), room.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        // SAFETY: read initialised n more bytes right after the current length.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+    }
+    Ok(buf.len() - start)
 }
 
 /// The first `byte` in `haystack` (glibc's vectorised memchr: spool files are scanned line by

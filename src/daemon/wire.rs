@@ -6,16 +6,16 @@
 //! and both the data line and the control lines are stripped before the relative-path test
 //! (the reference tested control lines unstripped, §1.6). Paths are bytes: no UTF-8 needed.
 
-use std::ffi::OsStr;
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::courier::control::resolve_spool_path;
+use crate::courier::control::resolve_spool_path_bytes;
+use crate::courier::find_byte;
 
 /// Hard limits on a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,17 +105,18 @@ impl std::error::Error for RequestError {}
 /// A line that starts with its own 3-digit code keeps that code; any other line takes the first
 /// line's code. A single line, or a reply whose first line has no code, is sent as given (minus
 /// trailing line breaks).
-pub fn format_reply(reply: &str) -> String {
+pub fn format_reply(reply: &str) -> Cow<'_, str> {
     let reply = reply.trim_end_matches(['\r', '\n']);
+    if !reply.contains('\n') {
+        // The usual case, one line (`200 Ok`): sent as it is.
+        return Cow::Borrowed(reply);
+    }
     let lines: Vec<&str> = reply
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
-    if lines.len() < 2 {
-        return reply.to_string();
-    }
     let Some((first_code, _)) = split_code(lines[0]) else {
-        return lines.join("\n");
+        return Cow::Owned(lines.join("\n"));
     };
     let last = lines.len() - 1;
     let mut out = String::with_capacity(reply.len() + 4 * lines.len());
@@ -128,7 +129,7 @@ pub fn format_reply(reply: &str) -> String {
             out.push('\n');
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `("550", "text")` for `550 text`, `550-text` or a bare `550`; `None` if the line does not
@@ -314,7 +315,7 @@ impl<'a> Parser<'a> {
 
     fn feed(&mut self, mut bytes: &[u8]) -> Result<Option<Request>, RequestError> {
         while !bytes.is_empty() {
-            let (part, rest, complete) = match bytes.iter().position(|&b| b == b'\n') {
+            let (part, rest, complete) = match find_byte(bytes, b'\n') {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
                 None => (bytes, &[][..], false),
             };
@@ -382,12 +383,7 @@ impl<'a> Parser<'a> {
     }
 
     fn resolve(&self, path: &[u8]) -> PathBuf {
-        match std::str::from_utf8(path) {
-            Ok(s) => resolve_spool_path(self.localstatedir, s),
-            // The same rule for a name that is not UTF-8 (resolve_spool_path takes a str).
-            Err(_) if path.starts_with(b"/") => PathBuf::from(OsStr::from_bytes(path)),
-            Err(_) => self.localstatedir.join("tmp").join(OsStr::from_bytes(path)),
-        }
+        resolve_spool_path_bytes(self.localstatedir, path)
     }
 }
 
@@ -395,6 +391,7 @@ impl<'a> Parser<'a> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::unix::ffi::OsStrExt;
     use std::thread;
 
     fn lsd() -> &'static Path {
