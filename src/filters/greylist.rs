@@ -90,8 +90,12 @@ impl Greylist {
             tx.set(PASSED, key, stamp)?;
             tx.delete(NOT_PASSED, key)?;
             Ok(None)
-        } else if tx.get(PASSED, key)?.is_some() {
-            tx.set(PASSED, key, stamp)?;
+        } else if let Some(last) = tx.get(PASSED, key)? {
+            // Refreshing to the value it already has (a second use within the same second)
+            // would change nothing but cost a write.
+            if last != stamp {
+                tx.set(PASSED, key, stamp)?;
+            }
             Ok(None)
         } else {
             tx.set(NOT_PASSED, key, stamp)?;

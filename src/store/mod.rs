@@ -483,11 +483,14 @@ pub fn md5_key(parts: &[&str]) -> String {
     for p in parts {
         hasher.update(p.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // A table lookup: formatting each byte with `format!` was a fifth of greylist's CPU time.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in hasher.finalize() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// Current unix time in seconds.
@@ -549,6 +552,7 @@ mod tests {
         // hex(MD5("a" "b")) == hex(MD5("ab")): no separator, as pythonfilter.
         assert_eq!(md5_key(&["a", "b"]), md5_key(&["ab"]));
         assert_eq!(md5_key(&[""]), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_key(&["a", "bc"]), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     fn sqlite_store(dir: &std::path::Path) -> Store {

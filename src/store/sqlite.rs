@@ -44,6 +44,52 @@ fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
 pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
+    /// The per-message statements of each table used on this connection.
+    sql: Vec<TableSql>,
+}
+
+/// One table's per-message statements, formatted once per connection: formatting the SQL
+/// text at each call cost more CPU than SQLite running the (cached) statement.
+struct TableSql {
+    table: String,
+    get: String,
+    set: String,
+    delete: String,
+    count: String,
+    count_sum: String,
+}
+
+impl TableSql {
+    fn new(table: &str) -> TableSql {
+        TableSql {
+            table: table.to_string(),
+            get: format!("SELECT value FROM {table} WHERE id = ?1"),
+            set: format!(
+                "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET value = excluded.value"
+            ),
+            delete: format!("DELETE FROM {table} WHERE id = ?1"),
+            count: format!(
+                "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
+            ),
+            count_sum: format!(
+                "SELECT COALESCE(SUM(count), 0) FROM {table} \
+                 WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
+            ),
+        }
+    }
+}
+
+/// The statements of `table` (a checked name), formatted on first use.
+fn table_sql<'a>(cache: &'a mut Vec<TableSql>, table: &str) -> &'a TableSql {
+    match cache.iter().position(|t| t.table == table) {
+        Some(i) => &cache[i],
+        None => {
+            cache.push(TableSql::new(table));
+            &cache[cache.len() - 1]
+        }
+    }
 }
 
 impl SqliteBackend {
@@ -139,6 +185,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             conn,
             path: path.to_path_buf(),
+            sql: Vec::new(),
         })
     }
 
@@ -156,12 +203,22 @@ impl SqliteBackend {
         sql: &str,
         p: impl rusqlite::Params,
     ) -> Result<usize, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| self.error(what, e))?;
-        stmt.execute(p).map_err(|e| self.error(what, e))
+        execute(&self.conn, &self.path, || what.to_string(), sql, p)
     }
+}
+
+/// Run a cached statement; `what` names it in an error (formatted only then).
+fn execute(
+    conn: &Connection,
+    path: &Path,
+    what: impl Fn() -> String,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| sqlite_error(path, &what(), e))?;
+    stmt.execute(p).map_err(|e| sqlite_error(path, &what(), e))
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED.
@@ -195,50 +252,34 @@ fn sqlite_error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
 impl Tx for SqliteBackend {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
         check_table_name(table)?;
-        let what = || format!("get from {table}");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT value FROM {table} WHERE id = ?1"))
-            .map_err(|e| self.error(&what(), e))?;
+        let sql = &table_sql(&mut self.sql, table).get;
+        let path = &self.path;
+        let err = |e: rusqlite::Error| sqlite_error(path, &format!("get from {table}"), e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
         stmt.query_row(params![key], |row| row.get::<_, i64>(0))
             .optional()
-            .map_err(|e| self.error(&what(), e))
+            .map_err(err)
     }
 
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("set in {table}"),
-            &format!(
-                "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
-                 ON CONFLICT(id) DO UPDATE SET value = excluded.value"
-            ),
-            params![key, value],
-        )
-        .map(|_| ())
+        let sql = &table_sql(&mut self.sql, table).set;
+        let what = || format!("set in {table}");
+        execute(&self.conn, &self.path, what, sql, params![key, value]).map(|_| ())
     }
 
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("delete from {table}"),
-            &format!("DELETE FROM {table} WHERE id = ?1"),
-            params![key],
-        )
-        .map(|_| ())
+        let sql = &table_sql(&mut self.sql, table).delete;
+        let what = || format!("delete from {table}");
+        execute(&self.conn, &self.path, what, sql, params![key]).map(|_| ())
     }
 
     fn count(&mut self, table: &str, key: &str, bucket: i64, n: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("count in {table}"),
-            &format!(
-                "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
-            ),
-            params![key, bucket, n],
-        )
-        .map(|_| ())
+        let sql = &table_sql(&mut self.sql, table).count;
+        let what = || format!("count in {table}");
+        execute(&self.conn, &self.path, what, sql, params![key, bucket, n]).map(|_| ())
     }
 
     fn count_sum(
@@ -249,16 +290,12 @@ impl Tx for SqliteBackend {
         last: i64,
     ) -> Result<i64, StoreError> {
         check_table_name(table)?;
-        let what = || format!("sum of counts in {table}");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT COALESCE(SUM(count), 0) FROM {table} \
-                 WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
-            ))
-            .map_err(|e| self.error(&what(), e))?;
+        let sql = &table_sql(&mut self.sql, table).count_sum;
+        let path = &self.path;
+        let err = |e: rusqlite::Error| sqlite_error(path, &format!("sum of counts in {table}"), e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
         stmt.query_row(params![key, first, last], |row| row.get::<_, i64>(0))
-            .map_err(|e| self.error(&what(), e))
+            .map_err(err)
     }
 }
 
