@@ -80,26 +80,30 @@ impl Greylist {
     /// still wait (`None`: it passes).
     fn decide(&self, tx: &mut dyn Tx, key: &str, now: f64) -> Result<Option<f64>, StoreError> {
         let stamp = now as i64;
-        if let Some(first) = tx.get(NOT_PASSED, key)? {
-            // A first-seen time after `now` (another host's clock ahead, or a worker that
-            // waited for the lock with an older clock reading) never lengthens the wait.
-            let wait = (first as f64 + self.greylist_time - now).min(self.greylist_time);
-            if wait > 0.0 {
-                return Ok(Some(wait));
-            }
-            tx.set(PASSED, key, stamp)?;
-            tx.delete(NOT_PASSED, key)?;
-            Ok(None)
-        } else if let Some(last) = tx.get(PASSED, key)? {
-            // Refreshing to the value it already has (a second use within the same second)
-            // would change nothing but cost a write.
-            if last != stamp {
+        match tx.get_first(&[NOT_PASSED, PASSED], key)? {
+            Some((0, first)) => {
+                // A first-seen time after `now` (another host's clock ahead, or a worker that
+                // waited for the lock with an older clock reading) never lengthens the wait.
+                let wait = (first as f64 + self.greylist_time - now).min(self.greylist_time);
+                if wait > 0.0 {
+                    return Ok(Some(wait));
+                }
                 tx.set(PASSED, key, stamp)?;
+                tx.delete(NOT_PASSED, key)?;
+                Ok(None)
             }
-            Ok(None)
-        } else {
-            tx.set(NOT_PASSED, key, stamp)?;
-            Ok(Some(self.greylist_time))
+            Some((_, last)) => {
+                // Refreshing to the value it already has (a second use within the same
+                // second) would change nothing but cost a write.
+                if last != stamp {
+                    tx.set(PASSED, key, stamp)?;
+                }
+                Ok(None)
+            }
+            None => {
+                tx.set(NOT_PASSED, key, stamp)?;
+                Ok(Some(self.greylist_time))
+            }
         }
     }
 }

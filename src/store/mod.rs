@@ -151,6 +151,20 @@ impl StoreConfig {
 pub trait Tx {
     /// A TtlDb value (unix seconds).
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError>;
+    /// The first of `tables` that holds `key`: its index in `tables` and the value. The same
+    /// as [`Tx::get`] on each table in turn; a backend may answer in one statement.
+    fn get_first(
+        &mut self,
+        tables: &[&str],
+        key: &str,
+    ) -> Result<Option<(usize, i64)>, StoreError> {
+        for (i, table) in tables.iter().enumerate() {
+            if let Some(value) = self.get(table, key)? {
+                return Ok(Some((i, value)));
+            }
+        }
+        Ok(None)
+    }
     /// Insert or replace a TtlDb value.
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError>;
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError>;
@@ -169,8 +183,15 @@ pub trait Tx {
 /// A backend: a [`Tx`] plus transaction control and maintenance.
 pub trait Backend: Tx {
     /// Start a transaction that makes the read-modify-write that follows atomic with respect
-    /// to every other worker/host (SQLite `BEGIN IMMEDIATE`; PostgreSQL READ COMMITTED with a per-key advisory lock taken by `get`).
+    /// to every other worker/host (SQLite: deferred, failing a stale upgrade, then `BEGIN
+    /// IMMEDIATE` on the retry; PostgreSQL READ COMMITTED with a per-key advisory lock taken
+    /// by `get`).
     fn begin(&mut self) -> Result<(), StoreError>;
+    /// Whether the attempt that just failed should be retried without the backoff: the
+    /// backend has made sure the retry waits for what it conflicted with.
+    fn retry_at_once(&self) -> bool {
+        false
+    }
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Roll back; errors are ignored (a broken connection is dropped and reopened later).
     fn rollback(&mut self);
@@ -393,7 +414,11 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let backoff = Duration::from_micros(base_us / 2 + u64::from(nanos) % (base_us + 1));
+            let backoff = if self.backend.as_ref().is_some_and(|b| b.retry_at_once()) {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(base_us / 2 + u64::from(nanos) % (base_us + 1))
+            };
             let elapsed = work_start.map_or(Duration::ZERO, |t: Instant| t.elapsed());
             if attempts >= MAX_ATTEMPTS || elapsed + backoff > RETRY_BUDGET {
                 // A fresh connection next time, in case this one is stuck in a bad state.
@@ -407,7 +432,9 @@ impl Store {
                     ..err
                 });
             }
-            std::thread::sleep(backoff);
+            if !backoff.is_zero() {
+                std::thread::sleep(backoff);
+            }
         }
     }
 

@@ -1,10 +1,15 @@
 //! The SQLite backend (default, embedded): one file `<dir>/ttldb.sqlite`, WAL, a busy timeout,
-//! prepared statements, `BEGIN IMMEDIATE` transactions.
+//! prepared statements, optimistic transactions.
 //!
-//! `BEGIN IMMEDIATE` takes the database's write lock before the first read, so the
-//! read-modify-write of one message is serialized against every other worker: no lost update,
-//! and no `SQLITE_BUSY` from upgrading a read transaction (which the busy handler cannot wait
-//! out). Readers never block in WAL mode.
+//! A transaction starts deferred (`BEGIN`): most messages only read (a greylist triplet that
+//! passed and was refreshed within the same second), and in WAL mode readers take no write
+//! lock and never wait for one. A transaction that writes upgrades to the write lock at its
+//! first write; SQLite refuses that upgrade at once with `SQLITE_BUSY` (its busy handler is
+//! not called) when another connection holds the lock or committed since this transaction
+//! read, because the reads might be stale. The attempt is then rolled back and run again at
+//! once with `BEGIN IMMEDIATE`, which takes the write lock before the first read (waiting for
+//! it in the busy handler), so the second attempt cannot conflict: no lost update, at most
+//! one extra attempt.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -46,6 +51,14 @@ pub struct SqliteBackend {
     path: PathBuf,
     /// The per-message statements of each table used on this connection.
     sql: Vec<TableSql>,
+    /// The `get_first` statement of each list of tables used on this connection.
+    get_first_sql: Vec<(Vec<String>, String)>,
+    /// The open transaction was begun deferred and has read: a write must upgrade it.
+    read_in_deferred: bool,
+    /// Whether the open transaction was begun deferred.
+    deferred: bool,
+    /// The last attempt lost an upgrade race: the next transaction begins `IMMEDIATE`.
+    immediate_next: bool,
 }
 
 /// One table's per-message statements, formatted once per connection: formatting the SQL
@@ -186,11 +199,33 @@ impl SqliteBackend {
             conn,
             path: path.to_path_buf(),
             sql: Vec::new(),
+            get_first_sql: Vec::new(),
+            read_in_deferred: false,
+            deferred: false,
+            immediate_next: false,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn read(&mut self) {
+        self.read_in_deferred = self.deferred;
+    }
+
+    /// A write's result: a busy error when upgrading a deferred transaction that has read
+    /// (SQLite did not wait) makes the retry begin `IMMEDIATE`.
+    fn wrote(&mut self, result: Result<usize, StoreError>) -> Result<(), StoreError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if err.transient && !err.connection_lost && self.read_in_deferred {
+                    self.immediate_next = true;
+                }
+                Err(err)
+            }
+        }
     }
 
     fn error(&self, what: &str, e: rusqlite::Error) -> StoreError {
@@ -205,6 +240,24 @@ impl SqliteBackend {
     ) -> Result<usize, StoreError> {
         execute(&self.conn, &self.path, || what.to_string(), sql, p)
     }
+}
+
+/// The `get_first` statement of `tables` (checked names), formatted on first use: one row of
+/// one column per table, NULL where the key is absent (values are NOT NULL).
+fn get_first_sql<'a>(cache: &'a mut Vec<(Vec<String>, String)>, tables: &[&str]) -> &'a str {
+    let i = match cache.iter().position(|(t, _)| t.iter().eq(tables.iter())) {
+        Some(i) => i,
+        None => {
+            let columns: Vec<String> = tables
+                .iter()
+                .map(|t| format!("(SELECT value FROM {t} WHERE id = ?1)"))
+                .collect();
+            let sql = format!("SELECT {}", columns.join(", "));
+            cache.push((tables.iter().map(|t| t.to_string()).collect(), sql));
+            cache.len() - 1
+        }
+    };
+    &cache[i].1
 }
 
 /// Run a cached statement; `what` names it in an error (formatted only then).
@@ -252,6 +305,7 @@ fn sqlite_error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
 impl Tx for SqliteBackend {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
         check_table_name(table)?;
+        self.read();
         let sql = &table_sql(&mut self.sql, table).get;
         let path = &self.path;
         let err = |e: rusqlite::Error| sqlite_error(path, &format!("get from {table}"), e);
@@ -261,25 +315,58 @@ impl Tx for SqliteBackend {
             .map_err(err)
     }
 
+    /// One statement for all the tables (greylist looks a key up in two tables per recipient).
+    fn get_first(
+        &mut self,
+        tables: &[&str],
+        key: &str,
+    ) -> Result<Option<(usize, i64)>, StoreError> {
+        for table in tables {
+            check_table_name(table)?;
+        }
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        self.read();
+        let sql = get_first_sql(&mut self.get_first_sql, tables);
+        let path = &self.path;
+        let err =
+            |e: rusqlite::Error| sqlite_error(path, &format!("get from {}", tables.join(", ")), e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let mut rows = stmt.query(params![key]).map_err(err)?;
+        let Some(row) = rows.next().map_err(err)? else {
+            return Ok(None);
+        };
+        for i in 0..tables.len() {
+            if let Some(value) = row.get::<_, Option<i64>>(i).map_err(err)? {
+                return Ok(Some((i, value)));
+            }
+        }
+        Ok(None)
+    }
+
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
         let sql = &table_sql(&mut self.sql, table).set;
         let what = || format!("set in {table}");
-        execute(&self.conn, &self.path, what, sql, params![key, value]).map(|_| ())
+        let result = execute(&self.conn, &self.path, what, sql, params![key, value]);
+        self.wrote(result)
     }
 
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
         let sql = &table_sql(&mut self.sql, table).delete;
         let what = || format!("delete from {table}");
-        execute(&self.conn, &self.path, what, sql, params![key]).map(|_| ())
+        let result = execute(&self.conn, &self.path, what, sql, params![key]);
+        self.wrote(result)
     }
 
     fn count(&mut self, table: &str, key: &str, bucket: i64, n: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
         let sql = &table_sql(&mut self.sql, table).count;
         let what = || format!("count in {table}");
-        execute(&self.conn, &self.path, what, sql, params![key, bucket, n]).map(|_| ())
+        let result = execute(&self.conn, &self.path, what, sql, params![key, bucket, n]);
+        self.wrote(result)
     }
 
     fn count_sum(
@@ -290,6 +377,7 @@ impl Tx for SqliteBackend {
         last: i64,
     ) -> Result<i64, StoreError> {
         check_table_name(table)?;
+        self.read();
         let sql = &table_sql(&mut self.sql, table).count_sum;
         let path = &self.path;
         let err = |e: rusqlite::Error| sqlite_error(path, &format!("sum of counts in {table}"), e);
@@ -301,7 +389,20 @@ impl Tx for SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn begin(&mut self) -> Result<(), StoreError> {
-        self.execute("begin", "BEGIN IMMEDIATE", []).map(|_| ())
+        let immediate = std::mem::take(&mut self.immediate_next);
+        self.deferred = false;
+        self.read_in_deferred = false;
+        if immediate {
+            self.execute("begin", "BEGIN IMMEDIATE", []).map(|_| ())
+        } else {
+            self.execute("begin", "BEGIN", [])?;
+            self.deferred = true;
+            Ok(())
+        }
+    }
+
+    fn retry_at_once(&self) -> bool {
+        self.immediate_next
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
@@ -444,6 +545,30 @@ mod tests {
     }
 
     #[test]
+    fn get_first_is_the_first_table_holding_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = SqliteBackend::open(&dir.path().join("ttldb.sqlite")).expect("open");
+        b.ensure_ttl_table("a").expect("table");
+        b.ensure_ttl_table("b").expect("table");
+        b.set("a", "both", 1).expect("set");
+        b.set("b", "both", 2).expect("set");
+        b.set("b", "second", 3).expect("set");
+        b.set("a", "first", 0).expect("set");
+        let mut get_first = |tables: &[&str], key: &str| b.get_first(tables, key).expect("get");
+        assert_eq!(get_first(&["a", "b"], "both"), Some((0, 1)));
+        assert_eq!(get_first(&["b", "a"], "both"), Some((0, 2)));
+        assert_eq!(get_first(&["a", "b"], "second"), Some((1, 3)));
+        assert_eq!(get_first(&["a", "b"], "first"), Some((0, 0)));
+        assert_eq!(get_first(&["a", "b"], "none"), None);
+        assert_eq!(get_first(&["b"], "second"), Some((0, 3)));
+        assert_eq!(get_first(&[], "both"), None);
+        assert!(
+            b.get_first(&["a", "b;"], "k")
+                .is_err_and(|e| e.message.contains("invalid table name"))
+        );
+    }
+
+    #[test]
     fn missing_directory_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nope").join("ttldb.sqlite");
@@ -487,20 +612,70 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ttldb.sqlite");
         let mut b = SqliteBackend::open(&path).expect("open");
+        b.ensure_ttl_table("t").expect("table");
         b.conn
             .busy_timeout(Duration::from_millis(10))
             .expect("timeout");
         let holder = Connection::open(&path).expect("open");
         holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
-        let err = b.begin().expect_err("busy");
+        b.begin().expect("a deferred BEGIN takes no lock");
+        let err = b.set("t", "k", 1).expect_err("busy");
         assert!(err.transient && !err.connection_lost, "{err:?}");
         assert!(
-            err.message.contains("begin") && err.message.contains("locked"),
+            err.message.contains("set in t") && err.message.contains("locked"),
             "{err}"
         );
-        holder.execute_batch("COMMIT").expect("unlock");
-        b.begin().expect("free again");
+        assert!(!b.retry_at_once(), "the busy handler has waited already");
         b.rollback();
+        holder.execute_batch("COMMIT").expect("unlock");
+        b.begin().expect("begin");
+        b.set("t", "k", 1).expect("free again");
+        b.commit().expect("commit");
         assert!(b.conn.is_autocommit());
+    }
+
+    /// A deferred transaction that read cannot write after another connection committed: it
+    /// fails at once, and the retry holds the write lock from its BEGIN.
+    #[test]
+    fn a_stale_upgrade_is_retried_at_once_with_the_write_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ttldb.sqlite");
+        let mut b = SqliteBackend::open(&path).expect("open");
+        b.ensure_ttl_table("t").expect("table");
+        b.set("t", "k", 1).expect("set");
+        let other = Connection::open(&path).expect("open");
+
+        b.begin().expect("begin");
+        assert_eq!(b.get("t", "k").expect("get"), Some(1));
+        other
+            .execute_batch("UPDATE t SET value = 2 WHERE id = 'k'")
+            .expect("other writes");
+        let started = std::time::Instant::now();
+        let err = b.set("t", "k", 10).expect_err("stale snapshot");
+        assert!(started.elapsed() < Duration::from_secs(1), "did not wait");
+        assert!(err.transient && !err.connection_lost, "{err:?}");
+        assert!(b.retry_at_once());
+        b.rollback();
+
+        b.begin().expect("begin immediate");
+        assert!(!b.retry_at_once());
+        other
+            .busy_timeout(Duration::from_millis(10))
+            .expect("timeout");
+        assert!(
+            other.execute_batch("BEGIN IMMEDIATE").is_err(),
+            "the retry holds the write lock"
+        );
+        let v = b.get("t", "k").expect("get").expect("value");
+        b.set("t", "k", v + 10).expect("set");
+        b.commit().expect("commit");
+        assert_eq!(b.get("t", "k").expect("get"), Some(12));
+
+        // The next transaction is optimistic again: it takes no lock until it writes.
+        b.begin().expect("begin");
+        b.get("t", "k").expect("get");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock free");
+        other.execute_batch("COMMIT").expect("commit");
+        b.commit().expect("commit");
     }
 }
