@@ -417,11 +417,14 @@ impl Backend for SqliteBackend {
 
     fn ensure_ttl_table(&mut self, table: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
-        // The reference's DDL, so the schema is the same in every backend.
+        // The reference's columns and key, so the schema is the same in every backend.
+        // WITHOUT ROWID: the rows live in the primary key's b-tree, so a lookup is one b-tree
+        // search instead of two (the key's index, then the rowid table). Tables made before
+        // (with a rowid) work the same.
         self.conn
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} \
-                 (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+                 (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id)) WITHOUT ROWID"
             ))
             .map_err(|e| self.error(&format!("create table {table}"), e))
     }
@@ -431,7 +434,7 @@ impl Backend for SqliteBackend {
         self.conn
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (key TEXT NOT NULL, bucket BIGINT NOT NULL, \
-                 count BIGINT NOT NULL, PRIMARY KEY (key, bucket))"
+                 count BIGINT NOT NULL, PRIMARY KEY (key, bucket)) WITHOUT ROWID"
             ))
             .map_err(|e| self.error(&format!("create table {table}"), e))
     }
@@ -523,7 +526,7 @@ mod tests {
         };
         assert_eq!(
             sql("greylist_Passed"),
-            "CREATE TABLE greylist_Passed (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+            "CREATE TABLE greylist_Passed (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id)) WITHOUT ROWID"
         );
         assert!(sql("ratelimit").contains("PRIMARY KEY (key, bucket)"));
     }
