@@ -15,7 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Statement, params};
 
 use super::{Backend, StoreError, Tx, check_table_name};
 
@@ -47,12 +47,16 @@ fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
 }
 
 pub struct SqliteBackend {
-    conn: Connection,
-    path: PathBuf,
     /// The per-message statements of each table used on this connection.
     sql: Vec<TableSql>,
     /// The `get_first` statement of each list of tables used on this connection.
-    get_first_sql: Vec<(Vec<String>, String)>,
+    get_first_sql: Vec<(Vec<String>, Held)>,
+    /// `BEGIN`, `BEGIN IMMEDIATE`, `COMMIT`.
+    control: [Held; 3],
+    /// Boxed, so it stays at one address while the held statements borrow it; they are all
+    /// finalized before it closes (see `Drop`).
+    conn: Box<Connection>,
+    path: PathBuf,
     /// The open transaction was begun deferred and has read: a write must upgrade it.
     read_in_deferred: bool,
     /// Whether the open transaction was begun deferred.
@@ -61,46 +65,94 @@ pub struct SqliteBackend {
     immediate_next: bool,
 }
 
-/// One table's per-message statements, formatted once per connection: formatting the SQL
-/// text at each call cost more CPU than SQLite running the (cached) statement.
+const BEGIN: usize = 0;
+const BEGIN_IMMEDIATE: usize = 1;
+const COMMIT: usize = 2;
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // The held statements borrow the connection: finalize them before it closes (the
+        // fields are dropped after this).
+        self.sql.clear();
+        self.get_first_sql.clear();
+        for held in &mut self.control {
+            held.stmt = None;
+        }
+    }
+}
+
+/// A statement prepared on first use and kept for the connection's life: per message,
+/// formatting SQL text and rusqlite's statement cache (a hash lookup and a re-insert per use)
+/// cost as much CPU as SQLite running the statement.
+struct Held {
+    sql: String,
+    stmt: Option<Statement<'static>>,
+}
+
+impl Held {
+    fn new(sql: String) -> Held {
+        Held { sql, stmt: None }
+    }
+}
+
+/// `held`'s statement, prepared on `conn` (the backend's) on first use.
+fn prepare<'a>(
+    conn: &Connection,
+    held: &'a mut Held,
+) -> rusqlite::Result<&'a mut Statement<'static>> {
+    let stmt = match held.stmt.take() {
+        Some(stmt) => stmt,
+        None => {
+            let stmt = conn.prepare(&held.sql)?;
+            // SAFETY: only the lifetime changes. `conn` is the backend's boxed connection: its
+            // address does not change while the backend lives, nothing replaces it, and the
+            // backend's `Drop` finalizes every held statement before the connection closes.
+            unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(stmt) }
+        }
+    };
+    Ok(held.stmt.insert(stmt))
+}
+
+/// One table's per-message statements.
 struct TableSql {
     table: String,
-    get: String,
-    set: String,
-    delete: String,
-    count: String,
-    count_sum: String,
+    get: Held,
+    set: Held,
+    delete: Held,
+    count: Held,
+    count_sum: Held,
 }
 
 impl TableSql {
     fn new(table: &str) -> TableSql {
         TableSql {
             table: table.to_string(),
-            get: format!("SELECT value FROM {table} WHERE id = ?1"),
-            set: format!(
+            get: Held::new(format!("SELECT value FROM {table} WHERE id = ?1")),
+            set: Held::new(format!(
                 "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
                  ON CONFLICT(id) DO UPDATE SET value = excluded.value"
-            ),
-            delete: format!("DELETE FROM {table} WHERE id = ?1"),
-            count: format!(
+            )),
+            delete: Held::new(format!("DELETE FROM {table} WHERE id = ?1")),
+            count: Held::new(format!(
                 "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
-            ),
-            count_sum: format!(
+            )),
+            count_sum: Held::new(format!(
                 "SELECT COALESCE(SUM(count), 0) FROM {table} \
                  WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
-            ),
+            )),
         }
     }
 }
 
-/// The statements of `table` (a checked name), formatted on first use.
-fn table_sql<'a>(cache: &'a mut Vec<TableSql>, table: &str) -> &'a TableSql {
+/// The statements of `table` (a checked name), made on first use.
+fn table_sql<'a>(cache: &'a mut Vec<TableSql>, table: &str) -> &'a mut TableSql {
     match cache.iter().position(|t| t.table == table) {
-        Some(i) => &cache[i],
+        Some(i) => &mut cache[i],
         None => {
             cache.push(TableSql::new(table));
-            &cache[cache.len() - 1]
+            let last = cache.len() - 1;
+            &mut cache[last]
         }
     }
 }
@@ -196,10 +248,15 @@ impl SqliteBackend {
             .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteBackend {
-            conn,
-            path: path.to_path_buf(),
             sql: Vec::new(),
             get_first_sql: Vec::new(),
+            control: [
+                Held::new("BEGIN".into()),
+                Held::new("BEGIN IMMEDIATE".into()),
+                Held::new("COMMIT".into()),
+            ],
+            conn: Box::new(conn),
+            path: path.to_path_buf(),
             read_in_deferred: false,
             deferred: false,
             immediate_next: false,
@@ -214,12 +271,18 @@ impl SqliteBackend {
         self.read_in_deferred = self.deferred;
     }
 
-    /// A write's result: a busy error when upgrading a deferred transaction that has read
-    /// (SQLite did not wait) makes the retry begin `IMMEDIATE`.
-    fn wrote(&mut self, result: Result<usize, StoreError>) -> Result<(), StoreError> {
+    /// A write's result (`what` names it in an error): a busy error when upgrading a
+    /// deferred transaction that has read (SQLite did not wait) makes the retry begin
+    /// `IMMEDIATE`.
+    fn wrote(
+        &mut self,
+        result: rusqlite::Result<usize>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
         match result {
             Ok(_) => Ok(()),
-            Err(err) => {
+            Err(e) => {
+                let err = sqlite_error(&self.path, &what(), e);
                 if err.transient && !err.connection_lost && self.read_in_deferred {
                     self.immediate_next = true;
                 }
@@ -232,19 +295,24 @@ impl SqliteBackend {
         sqlite_error(&self.path, what, e)
     }
 
+    /// A statement used rarely (purges): rusqlite's statement cache is enough.
     fn execute(
         &self,
         what: &str,
         sql: &str,
         p: impl rusqlite::Params,
     ) -> Result<usize, StoreError> {
-        execute(&self.conn, &self.path, || what.to_string(), sql, p)
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| self.error(what, e))?;
+        stmt.execute(p).map_err(|e| self.error(what, e))
     }
 }
 
-/// The `get_first` statement of `tables` (checked names), formatted on first use: one row of
-/// one column per table, NULL where the key is absent (values are NOT NULL).
-fn get_first_sql<'a>(cache: &'a mut Vec<(Vec<String>, String)>, tables: &[&str]) -> &'a str {
+/// The `get_first` statement of `tables` (checked names), made on first use: one row of one
+/// column per table, NULL where the key is absent (values are NOT NULL).
+fn get_first_sql<'a>(cache: &'a mut Vec<(Vec<String>, Held)>, tables: &[&str]) -> &'a mut Held {
     let i = match cache.iter().position(|(t, _)| t.iter().eq(tables.iter())) {
         Some(i) => i,
         None => {
@@ -253,25 +321,23 @@ fn get_first_sql<'a>(cache: &'a mut Vec<(Vec<String>, String)>, tables: &[&str])
                 .map(|t| format!("(SELECT value FROM {t} WHERE id = ?1)"))
                 .collect();
             let sql = format!("SELECT {}", columns.join(", "));
-            cache.push((tables.iter().map(|t| t.to_string()).collect(), sql));
+            cache.push((
+                tables.iter().map(|t| t.to_string()).collect(),
+                Held::new(sql),
+            ));
             cache.len() - 1
         }
     };
-    &cache[i].1
+    &mut cache[i].1
 }
 
-/// Run a cached statement; `what` names it in an error (formatted only then).
+/// Run a held statement.
 fn execute(
     conn: &Connection,
-    path: &Path,
-    what: impl Fn() -> String,
-    sql: &str,
+    held: &mut Held,
     p: impl rusqlite::Params,
-) -> Result<usize, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(sql)
-        .map_err(|e| sqlite_error(path, &what(), e))?;
-    stmt.execute(p).map_err(|e| sqlite_error(path, &what(), e))
+) -> rusqlite::Result<usize> {
+    prepare(conn, held)?.execute(p)
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED.
@@ -306,10 +372,9 @@ impl Tx for SqliteBackend {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
         check_table_name(table)?;
         self.read();
-        let sql = &table_sql(&mut self.sql, table).get;
         let path = &self.path;
         let err = |e: rusqlite::Error| sqlite_error(path, &format!("get from {table}"), e);
-        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let stmt = prepare(&self.conn, &mut table_sql(&mut self.sql, table).get).map_err(err)?;
         stmt.query_row(params![key], |row| row.get::<_, i64>(0))
             .optional()
             .map_err(err)
@@ -328,11 +393,11 @@ impl Tx for SqliteBackend {
             return Ok(None);
         }
         self.read();
-        let sql = get_first_sql(&mut self.get_first_sql, tables);
         let path = &self.path;
         let err =
             |e: rusqlite::Error| sqlite_error(path, &format!("get from {}", tables.join(", ")), e);
-        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let held = get_first_sql(&mut self.get_first_sql, tables);
+        let stmt = prepare(&self.conn, held).map_err(err)?;
         let mut rows = stmt.query(params![key]).map_err(err)?;
         let Some(row) = rows.next().map_err(err)? else {
             return Ok(None);
@@ -347,26 +412,23 @@ impl Tx for SqliteBackend {
 
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        let sql = &table_sql(&mut self.sql, table).set;
-        let what = || format!("set in {table}");
-        let result = execute(&self.conn, &self.path, what, sql, params![key, value]);
-        self.wrote(result)
+        let held = &mut table_sql(&mut self.sql, table).set;
+        let result = execute(&self.conn, held, params![key, value]);
+        self.wrote(result, || format!("set in {table}"))
     }
 
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
-        let sql = &table_sql(&mut self.sql, table).delete;
-        let what = || format!("delete from {table}");
-        let result = execute(&self.conn, &self.path, what, sql, params![key]);
-        self.wrote(result)
+        let held = &mut table_sql(&mut self.sql, table).delete;
+        let result = execute(&self.conn, held, params![key]);
+        self.wrote(result, || format!("delete from {table}"))
     }
 
     fn count(&mut self, table: &str, key: &str, bucket: i64, n: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        let sql = &table_sql(&mut self.sql, table).count;
-        let what = || format!("count in {table}");
-        let result = execute(&self.conn, &self.path, what, sql, params![key, bucket, n]);
-        self.wrote(result)
+        let held = &mut table_sql(&mut self.sql, table).count;
+        let result = execute(&self.conn, held, params![key, bucket, n]);
+        self.wrote(result, || format!("count in {table}"))
     }
 
     fn count_sum(
@@ -378,10 +440,10 @@ impl Tx for SqliteBackend {
     ) -> Result<i64, StoreError> {
         check_table_name(table)?;
         self.read();
-        let sql = &table_sql(&mut self.sql, table).count_sum;
         let path = &self.path;
         let err = |e: rusqlite::Error| sqlite_error(path, &format!("sum of counts in {table}"), e);
-        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let held = &mut table_sql(&mut self.sql, table).count_sum;
+        let stmt = prepare(&self.conn, held).map_err(err)?;
         stmt.query_row(params![key, first, last], |row| row.get::<_, i64>(0))
             .map_err(err)
     }
@@ -392,13 +454,11 @@ impl Backend for SqliteBackend {
         let immediate = std::mem::take(&mut self.immediate_next);
         self.deferred = false;
         self.read_in_deferred = false;
-        if immediate {
-            self.execute("begin", "BEGIN IMMEDIATE", []).map(|_| ())
-        } else {
-            self.execute("begin", "BEGIN", [])?;
-            self.deferred = true;
-            Ok(())
-        }
+        let which = if immediate { BEGIN_IMMEDIATE } else { BEGIN };
+        execute(&self.conn, &mut self.control[which], [])
+            .map_err(|e| sqlite_error(&self.path, "begin", e))?;
+        self.deferred = !immediate;
+        Ok(())
     }
 
     fn retry_at_once(&self) -> bool {
@@ -406,7 +466,9 @@ impl Backend for SqliteBackend {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.execute("commit", "COMMIT", []).map(|_| ())
+        execute(&self.conn, &mut self.control[COMMIT], [])
+            .map(|_| ())
+            .map_err(|e| sqlite_error(&self.path, "commit", e))
     }
 
     fn rollback(&mut self) {
