@@ -16,6 +16,8 @@ pub mod testing;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, ModulesConfig};
@@ -231,8 +233,9 @@ pub struct Counter {
 pub struct Store {
     config: StoreConfig,
     backend: Option<Box<dyn Backend>>,
-    /// The process that opened `backend`: a connection inherited through fork is never used.
-    backend_pid: u32,
+    /// The [`process_generation`] that opened `backend`: a connection inherited through fork
+    /// is never used.
+    backend_generation: u64,
     /// Tables created (or found) on the current connection.
     ensured: std::collections::HashSet<String>,
     /// When this process last purged each table (pythonfilter purges per process too).
@@ -266,7 +269,7 @@ impl Store {
         Store {
             config,
             backend: None,
-            backend_pid: 0,
+            backend_generation: 0,
             ensured: Default::default(),
             last_purge: HashMap::new(),
         }
@@ -278,7 +281,7 @@ impl Store {
 
     /// Whether a connection is open (it is opened by the first transaction).
     pub fn is_connected(&self) -> bool {
-        self.backend.is_some() && self.backend_pid == std::process::id()
+        self.backend.is_some() && self.backend_generation == process_generation()
     }
 
     /// Run `f` in one transaction on the given tables (created when missing). Transient errors
@@ -348,7 +351,7 @@ impl Store {
     /// Drop the connection (the next transaction opens a new one).
     pub fn disconnect(&mut self) {
         if let Some(backend) = self.backend.take() {
-            if self.backend_pid == std::process::id() {
+            if self.backend_generation == process_generation() {
                 drop(backend);
             } else {
                 // Inherited through fork: closing it here could end the parent's session
@@ -446,9 +449,12 @@ impl Store {
     ) -> Result<T, AttemptError> {
         if !self.is_connected() {
             self.disconnect();
+            // Before opening: the fork counter must be registered before any fork that could
+            // pass this connection on.
+            let generation = process_generation();
             let backend = open_backend(&self.config).map_err(AttemptError::Open)?;
             self.backend = Some(backend);
-            self.backend_pid = std::process::id();
+            self.backend_generation = generation;
         }
         let Some(backend) = self.backend.as_deref_mut() else {
             return Err(AttemptError::Open(StoreError::new("store: no connection")));
@@ -481,6 +487,30 @@ impl Store {
                 Err(AttemptError::Use(err))
             }
         }
+    }
+}
+
+/// Forks since the first [`process_generation`] call, counted in each child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that differs in a child process after `fork` from its value in the parent: the
+/// forks counted by a `pthread_atfork` child handler, registered at the first call. Checked
+/// twice per transaction, it spares the `getpid` system calls a process id comparison costs
+/// (glibc does not cache the pid). Should the registration fail, it is the process id.
+fn process_generation() -> u64 {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = *REGISTERED.get_or_init(|| {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) == 0 }
+    });
+    if registered {
+        FORKS.load(Ordering::Relaxed)
+    } else {
+        (1 << 63) | u64::from(std::process::id())
     }
 }
 
