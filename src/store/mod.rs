@@ -13,7 +13,6 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -237,9 +236,10 @@ pub struct Store {
     /// is never used.
     backend_generation: u64,
     /// Tables created (or found) on the current connection.
-    ensured: std::collections::HashSet<String>,
+    /// (A process uses a handful of tables: a list is cheaper to search than to hash into.)
+    ensured: Vec<String>,
     /// When this process last purged each table (pythonfilter purges per process too).
-    last_purge: HashMap<String, i64>,
+    last_purge: Vec<(String, i64)>,
 }
 
 /// Retries of transient errors stop when the next one would start later than this after the
@@ -270,8 +270,8 @@ impl Store {
             config,
             backend: None,
             backend_generation: 0,
-            ensured: Default::default(),
-            last_purge: HashMap::new(),
+            ensured: Vec::new(),
+            last_purge: Vec::new(),
         }
     }
 
@@ -328,7 +328,7 @@ impl Store {
         let n = self.run(&[(db.name.as_str(), TableKind::Ttl)], |b| {
             b.purge_ttl(&db.name, cutoff)
         })?;
-        self.last_purge.insert(db.name.clone(), now);
+        self.purged(&db.name, now);
         Ok(n)
     }
 
@@ -337,7 +337,7 @@ impl Store {
         let n = self.run(&[(counter.name.as_str(), TableKind::Counter)], |b| {
             b.purge_counters(&counter.name, first_kept)
         })?;
-        self.last_purge.insert(counter.name.clone(), now);
+        self.purged(&counter.name, now);
         Ok(n)
     }
 
@@ -362,9 +362,21 @@ impl Store {
         self.ensured.clear();
     }
 
+    fn purged(&mut self, table: &str, now: i64) {
+        match self.last_purge.iter_mut().find(|(t, _)| t == table) {
+            Some((_, last)) => *last = now,
+            None => self.last_purge.push((table.to_string(), now)),
+        }
+    }
+
     /// `now > last + interval`, the reference's rule; never purged in this process → due.
     fn purge_due(&self, table: &str, interval: i64, now: i64) -> bool {
-        match self.last_purge.get(table) {
+        match self
+            .last_purge
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, last)| last)
+        {
             None => true,
             Some(&last) => now > last.saturating_add(interval),
         }
@@ -461,7 +473,7 @@ impl Store {
         };
         work_start.get_or_insert_with(Instant::now);
         for &(name, kind) in tables {
-            if self.ensured.contains(name) {
+            if self.ensured.iter().any(|t| t == name) {
                 continue;
             }
             let ensure = |backend: &mut dyn Backend| match kind {
@@ -477,7 +489,7 @@ impl Store {
                 // settles it; a real problem fails again.
                 ensure(backend).map_err(AttemptError::Use)?;
             }
-            self.ensured.insert(name.to_string());
+            self.ensured.push(name.to_string());
         }
         backend.begin().map_err(AttemptError::Use)?;
         match op(backend).and_then(|value| backend.commit().map(|()| value)) {
