@@ -9,6 +9,7 @@
 //! A null sender, or mail without a client IP (DECISIONS §4), gets no decision. The whole
 //! decision for all recipients is one store transaction, so concurrent workers and hosts agree.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::config::{ConfigError, Section};
@@ -108,6 +109,15 @@ impl Greylist {
     }
 }
 
+/// `s.to_lowercase()`, without a copy when `s` is lower-case ASCII already (most addresses).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
+
 /// The network part of the key: IPv4 `a.b.c`, IPv6 the first three exploded hextets.
 pub fn network(ip: &IpAddr) -> String {
     match ip {
@@ -137,7 +147,7 @@ impl Filter for Greylist {
         let net = network(&ip);
         let sender = match ctx.envelope.sender() {
             None | Some("") => return Ok(Verdict::Continue),
-            Some(s) => s.to_lowercase(),
+            Some(s) => lowercase(s),
         };
         let fail = |e: StoreError| FilterError::new(format!("greylist TtlDb: {e}"));
         let purge_time = (self.clock)() as i64;
@@ -151,7 +161,7 @@ impl Filter for Greylist {
             .envelope
             .recipients()
             .iter()
-            .map(|r| md5_key(&[&sender, &r.addr.to_lowercase(), &net]))
+            .map(|r| md5_key(&[&sender, &lowercase(&r.addr), &net]))
             .collect();
         let max_wait = ctx
             .store
@@ -189,6 +199,16 @@ impl Filter for Greylist {
 mod tests {
     use super::*;
     use crate::filters::stateful_testutil::{Backend, Harness, set_clock, test_clock_f64};
+
+    #[test]
+    fn keys_lower_case_the_addresses() {
+        assert!(matches!(
+            lowercase("a.b@c.example"),
+            Cow::Borrowed("a.b@c.example")
+        ));
+        assert_eq!(lowercase("A.b@C.Example"), "a.b@c.example");
+        assert_eq!(lowercase("Ünï@X.example"), "ünï@x.example");
+    }
 
     #[test]
     fn networks_are_the_reference_strings() {
