@@ -9,6 +9,7 @@
 //! A null sender, or mail without a client IP (DECISIONS §4), gets no decision. The whole
 //! decision for all recipients is one store transaction, so concurrent workers and hosts agree.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::config::{ConfigError, Section};
@@ -80,23 +81,40 @@ impl Greylist {
     /// still wait (`None`: it passes).
     fn decide(&self, tx: &mut dyn Tx, key: &str, now: f64) -> Result<Option<f64>, StoreError> {
         let stamp = now as i64;
-        if let Some(first) = tx.get(NOT_PASSED, key)? {
-            // A first-seen time after `now` (another host's clock ahead, or a worker that
-            // waited for the lock with an older clock reading) never lengthens the wait.
-            let wait = (first as f64 + self.greylist_time - now).min(self.greylist_time);
-            if wait > 0.0 {
-                return Ok(Some(wait));
+        match tx.get_first(&[NOT_PASSED, PASSED], key)? {
+            Some((0, first)) => {
+                // A first-seen time after `now` (another host's clock ahead, or a worker that
+                // waited for the lock with an older clock reading) never lengthens the wait.
+                let wait = (first as f64 + self.greylist_time - now).min(self.greylist_time);
+                if wait > 0.0 {
+                    return Ok(Some(wait));
+                }
+                tx.set(PASSED, key, stamp)?;
+                tx.delete(NOT_PASSED, key)?;
+                Ok(None)
             }
-            tx.set(PASSED, key, stamp)?;
-            tx.delete(NOT_PASSED, key)?;
-            Ok(None)
-        } else if tx.get(PASSED, key)?.is_some() {
-            tx.set(PASSED, key, stamp)?;
-            Ok(None)
-        } else {
-            tx.set(NOT_PASSED, key, stamp)?;
-            Ok(Some(self.greylist_time))
+            Some((_, last)) => {
+                // Refreshing to the value it already has (a second use within the same
+                // second) would change nothing but cost a write.
+                if last != stamp {
+                    tx.set(PASSED, key, stamp)?;
+                }
+                Ok(None)
+            }
+            None => {
+                tx.set(NOT_PASSED, key, stamp)?;
+                Ok(Some(self.greylist_time))
+            }
         }
+    }
+}
+
+/// `s.to_lowercase()`, without a copy when `s` is lower-case ASCII already (most addresses).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
     }
 }
 
@@ -129,7 +147,7 @@ impl Filter for Greylist {
         let net = network(&ip);
         let sender = match ctx.envelope.sender() {
             None | Some("") => return Ok(Verdict::Continue),
-            Some(s) => s.to_lowercase(),
+            Some(s) => lowercase(s),
         };
         let fail = |e: StoreError| FilterError::new(format!("greylist TtlDb: {e}"));
         let purge_time = (self.clock)() as i64;
@@ -143,7 +161,7 @@ impl Filter for Greylist {
             .envelope
             .recipients()
             .iter()
-            .map(|r| md5_key(&[&sender, &r.addr.to_lowercase(), &net]))
+            .map(|r| md5_key(&[&sender, &lowercase(&r.addr), &net]))
             .collect();
         let max_wait = ctx
             .store
@@ -181,6 +199,16 @@ impl Filter for Greylist {
 mod tests {
     use super::*;
     use crate::filters::stateful_testutil::{Backend, Harness, set_clock, test_clock_f64};
+
+    #[test]
+    fn keys_lower_case_the_addresses() {
+        assert!(matches!(
+            lowercase("a.b@c.example"),
+            Cow::Borrowed("a.b@c.example")
+        ));
+        assert_eq!(lowercase("A.b@C.Example"), "a.b@c.example");
+        assert_eq!(lowercase("Ünï@X.example"), "ünï@x.example");
+    }
 
     #[test]
     fn networks_are_the_reference_strings() {

@@ -13,9 +13,10 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, ModulesConfig};
@@ -151,6 +152,20 @@ impl StoreConfig {
 pub trait Tx {
     /// A TtlDb value (unix seconds).
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError>;
+    /// The first of `tables` that holds `key`: its index in `tables` and the value. The same
+    /// as [`Tx::get`] on each table in turn; a backend may answer in one statement.
+    fn get_first(
+        &mut self,
+        tables: &[&str],
+        key: &str,
+    ) -> Result<Option<(usize, i64)>, StoreError> {
+        for (i, table) in tables.iter().enumerate() {
+            if let Some(value) = self.get(table, key)? {
+                return Ok(Some((i, value)));
+            }
+        }
+        Ok(None)
+    }
     /// Insert or replace a TtlDb value.
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError>;
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError>;
@@ -169,8 +184,15 @@ pub trait Tx {
 /// A backend: a [`Tx`] plus transaction control and maintenance.
 pub trait Backend: Tx {
     /// Start a transaction that makes the read-modify-write that follows atomic with respect
-    /// to every other worker/host (SQLite `BEGIN IMMEDIATE`; PostgreSQL READ COMMITTED with a per-key advisory lock taken by `get`).
+    /// to every other worker/host (SQLite: deferred, failing a stale upgrade, then `BEGIN
+    /// IMMEDIATE` on the retry; PostgreSQL READ COMMITTED with a per-key advisory lock taken
+    /// by `get`).
     fn begin(&mut self) -> Result<(), StoreError>;
+    /// Whether the attempt that just failed should be retried without the backoff: the
+    /// backend has made sure the retry waits for what it conflicted with.
+    fn retry_at_once(&self) -> bool {
+        false
+    }
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Roll back; errors are ignored (a broken connection is dropped and reopened later).
     fn rollback(&mut self);
@@ -210,12 +232,14 @@ pub struct Counter {
 pub struct Store {
     config: StoreConfig,
     backend: Option<Box<dyn Backend>>,
-    /// The process that opened `backend`: a connection inherited through fork is never used.
-    backend_pid: u32,
+    /// The [`process_generation`] that opened `backend`: a connection inherited through fork
+    /// is never used.
+    backend_generation: u64,
     /// Tables created (or found) on the current connection.
-    ensured: std::collections::HashSet<String>,
+    /// (A process uses a handful of tables: a list is cheaper to search than to hash into.)
+    ensured: Vec<String>,
     /// When this process last purged each table (pythonfilter purges per process too).
-    last_purge: HashMap<String, i64>,
+    last_purge: Vec<(String, i64)>,
 }
 
 /// Retries of transient errors stop when the next one would start later than this after the
@@ -245,9 +269,9 @@ impl Store {
         Store {
             config,
             backend: None,
-            backend_pid: 0,
-            ensured: Default::default(),
-            last_purge: HashMap::new(),
+            backend_generation: 0,
+            ensured: Vec::new(),
+            last_purge: Vec::new(),
         }
     }
 
@@ -257,7 +281,7 @@ impl Store {
 
     /// Whether a connection is open (it is opened by the first transaction).
     pub fn is_connected(&self) -> bool {
-        self.backend.is_some() && self.backend_pid == std::process::id()
+        self.backend.is_some() && self.backend_generation == process_generation()
     }
 
     /// Run `f` in one transaction on the given tables (created when missing). Transient errors
@@ -304,7 +328,7 @@ impl Store {
         let n = self.run(&[(db.name.as_str(), TableKind::Ttl)], |b| {
             b.purge_ttl(&db.name, cutoff)
         })?;
-        self.last_purge.insert(db.name.clone(), now);
+        self.purged(&db.name, now);
         Ok(n)
     }
 
@@ -313,7 +337,7 @@ impl Store {
         let n = self.run(&[(counter.name.as_str(), TableKind::Counter)], |b| {
             b.purge_counters(&counter.name, first_kept)
         })?;
-        self.last_purge.insert(counter.name.clone(), now);
+        self.purged(&counter.name, now);
         Ok(n)
     }
 
@@ -327,7 +351,7 @@ impl Store {
     /// Drop the connection (the next transaction opens a new one).
     pub fn disconnect(&mut self) {
         if let Some(backend) = self.backend.take() {
-            if self.backend_pid == std::process::id() {
+            if self.backend_generation == process_generation() {
                 drop(backend);
             } else {
                 // Inherited through fork: closing it here could end the parent's session
@@ -338,9 +362,21 @@ impl Store {
         self.ensured.clear();
     }
 
+    fn purged(&mut self, table: &str, now: i64) {
+        match self.last_purge.iter_mut().find(|(t, _)| t == table) {
+            Some((_, last)) => *last = now,
+            None => self.last_purge.push((table.to_string(), now)),
+        }
+    }
+
     /// `now > last + interval`, the reference's rule; never purged in this process → due.
     fn purge_due(&self, table: &str, interval: i64, now: i64) -> bool {
-        match self.last_purge.get(table) {
+        match self
+            .last_purge
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, last)| last)
+        {
             None => true,
             Some(&last) => now > last.saturating_add(interval),
         }
@@ -393,7 +429,11 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let backoff = Duration::from_micros(base_us / 2 + u64::from(nanos) % (base_us + 1));
+            let backoff = if self.backend.as_ref().is_some_and(|b| b.retry_at_once()) {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(base_us / 2 + u64::from(nanos) % (base_us + 1))
+            };
             let elapsed = work_start.map_or(Duration::ZERO, |t: Instant| t.elapsed());
             if attempts >= MAX_ATTEMPTS || elapsed + backoff > RETRY_BUDGET {
                 // A fresh connection next time, in case this one is stuck in a bad state.
@@ -407,7 +447,9 @@ impl Store {
                     ..err
                 });
             }
-            std::thread::sleep(backoff);
+            if !backoff.is_zero() {
+                std::thread::sleep(backoff);
+            }
         }
     }
 
@@ -419,16 +461,19 @@ impl Store {
     ) -> Result<T, AttemptError> {
         if !self.is_connected() {
             self.disconnect();
+            // Before opening: the fork counter must be registered before any fork that could
+            // pass this connection on.
+            let generation = process_generation();
             let backend = open_backend(&self.config).map_err(AttemptError::Open)?;
             self.backend = Some(backend);
-            self.backend_pid = std::process::id();
+            self.backend_generation = generation;
         }
         let Some(backend) = self.backend.as_deref_mut() else {
             return Err(AttemptError::Open(StoreError::new("store: no connection")));
         };
         work_start.get_or_insert_with(Instant::now);
         for &(name, kind) in tables {
-            if self.ensured.contains(name) {
+            if self.ensured.iter().any(|t| t == name) {
                 continue;
             }
             let ensure = |backend: &mut dyn Backend| match kind {
@@ -444,7 +489,7 @@ impl Store {
                 // settles it; a real problem fails again.
                 ensure(backend).map_err(AttemptError::Use)?;
             }
-            self.ensured.insert(name.to_string());
+            self.ensured.push(name.to_string());
         }
         backend.begin().map_err(AttemptError::Use)?;
         match op(backend).and_then(|value| backend.commit().map(|()| value)) {
@@ -454,6 +499,30 @@ impl Store {
                 Err(AttemptError::Use(err))
             }
         }
+    }
+}
+
+/// Forks since the first [`process_generation`] call, counted in each child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that differs in a child process after `fork` from its value in the parent: the
+/// forks counted by a `pthread_atfork` child handler, registered at the first call. Checked
+/// twice per transaction, it spares the `getpid` system calls a process id comparison costs
+/// (glibc does not cache the pid). Should the registration fail, it is the process id.
+fn process_generation() -> u64 {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = *REGISTERED.get_or_init(|| {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) == 0 }
+    });
+    if registered {
+        FORKS.load(Ordering::Relaxed)
+    } else {
+        (1 << 63) | u64::from(std::process::id())
     }
 }
 
@@ -483,11 +552,14 @@ pub fn md5_key(parts: &[&str]) -> String {
     for p in parts {
         hasher.update(p.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // A table lookup: formatting each byte with `format!` was a fifth of greylist's CPU time.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in hasher.finalize() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// Current unix time in seconds.
@@ -549,6 +621,7 @@ mod tests {
         // hex(MD5("a" "b")) == hex(MD5("ab")): no separator, as pythonfilter.
         assert_eq!(md5_key(&["a", "b"]), md5_key(&["ab"]));
         assert_eq!(md5_key(&[""]), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_key(&["a", "bc"]), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     fn sqlite_store(dir: &std::path::Path) -> Store {

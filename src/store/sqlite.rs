@@ -1,16 +1,21 @@
 //! The SQLite backend (default, embedded): one file `<dir>/ttldb.sqlite`, WAL, a busy timeout,
-//! prepared statements, `BEGIN IMMEDIATE` transactions.
+//! prepared statements, optimistic transactions.
 //!
-//! `BEGIN IMMEDIATE` takes the database's write lock before the first read, so the
-//! read-modify-write of one message is serialized against every other worker: no lost update,
-//! and no `SQLITE_BUSY` from upgrading a read transaction (which the busy handler cannot wait
-//! out). Readers never block in WAL mode.
+//! A transaction starts deferred (`BEGIN`): most messages only read (a greylist triplet that
+//! passed and was refreshed within the same second), and in WAL mode readers take no write
+//! lock and never wait for one. A transaction that writes upgrades to the write lock at its
+//! first write; SQLite refuses that upgrade at once with `SQLITE_BUSY` (its busy handler is
+//! not called) when another connection holds the lock or committed since this transaction
+//! read, because the reads might be stale. The attempt is then rolled back and run again at
+//! once with `BEGIN IMMEDIATE`, which takes the write lock before the first read (waiting for
+//! it in the busy handler), so the second attempt cannot conflict: no lost update, at most
+//! one extra attempt.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Statement, params};
 
 use super::{Backend, StoreError, Tx, check_table_name};
 
@@ -18,6 +23,9 @@ use super::{Backend, StoreError, Tx, check_table_name};
 /// (a transaction holds it for well under a millisecond, so this only runs out when something
 /// else keeps the database locked).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The page cache of each connection, in KiB.
+pub const CACHE_KIB: i64 = 512;
 
 /// The busy handler: SQLite's own (`busy_timeout`) sleeps up to 100 ms between tries, far
 /// longer than a worker holds the write lock, so under load some workers would wait much
@@ -42,8 +50,114 @@ fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
 }
 
 pub struct SqliteBackend {
-    conn: Connection,
+    /// The per-message statements of each table used on this connection.
+    sql: Vec<TableSql>,
+    /// The `get_first` statement of each list of tables used on this connection.
+    get_first_sql: Vec<(Vec<String>, Held)>,
+    /// `BEGIN`, `BEGIN IMMEDIATE`, `COMMIT`.
+    control: [Held; 3],
+    /// Boxed, so it stays at one address while the held statements borrow it; they are all
+    /// finalized before it closes (see `Drop`).
+    conn: Box<Connection>,
     path: PathBuf,
+    /// The open transaction was begun deferred and has read: a write must upgrade it.
+    read_in_deferred: bool,
+    /// Whether the open transaction was begun deferred.
+    deferred: bool,
+    /// The last attempt lost an upgrade race: the next transaction begins `IMMEDIATE`.
+    immediate_next: bool,
+}
+
+const BEGIN: usize = 0;
+const BEGIN_IMMEDIATE: usize = 1;
+const COMMIT: usize = 2;
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // The held statements borrow the connection: finalize them before it closes (the
+        // fields are dropped after this).
+        self.sql.clear();
+        self.get_first_sql.clear();
+        for held in &mut self.control {
+            held.stmt = None;
+        }
+    }
+}
+
+/// A statement prepared on first use and kept for the connection's life: per message,
+/// formatting SQL text and rusqlite's statement cache (a hash lookup and a re-insert per use)
+/// cost as much CPU as SQLite running the statement.
+struct Held {
+    sql: String,
+    stmt: Option<Statement<'static>>,
+}
+
+impl Held {
+    fn new(sql: String) -> Held {
+        Held { sql, stmt: None }
+    }
+}
+
+/// `held`'s statement, prepared on `conn` (the backend's) on first use.
+fn prepare<'a>(
+    conn: &Connection,
+    held: &'a mut Held,
+) -> rusqlite::Result<&'a mut Statement<'static>> {
+    let stmt = match held.stmt.take() {
+        Some(stmt) => stmt,
+        None => {
+            let stmt = conn.prepare(&held.sql)?;
+            // SAFETY: only the lifetime changes. `conn` is the backend's boxed connection: its
+            // address does not change while the backend lives, nothing replaces it, and the
+            // backend's `Drop` finalizes every held statement before the connection closes.
+            unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(stmt) }
+        }
+    };
+    Ok(held.stmt.insert(stmt))
+}
+
+/// One table's per-message statements.
+struct TableSql {
+    table: String,
+    get: Held,
+    set: Held,
+    delete: Held,
+    count: Held,
+    count_sum: Held,
+}
+
+impl TableSql {
+    fn new(table: &str) -> TableSql {
+        TableSql {
+            table: table.to_string(),
+            get: Held::new(format!("SELECT value FROM {table} WHERE id = ?1")),
+            set: Held::new(format!(
+                "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET value = excluded.value"
+            )),
+            delete: Held::new(format!("DELETE FROM {table} WHERE id = ?1")),
+            count: Held::new(format!(
+                "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
+            )),
+            count_sum: Held::new(format!(
+                "SELECT COALESCE(SUM(count), 0) FROM {table} \
+                 WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
+            )),
+        }
+    }
+}
+
+/// The statements of `table` (a checked name), made on first use.
+fn table_sql<'a>(cache: &'a mut Vec<TableSql>, table: &str) -> &'a mut TableSql {
+    match cache.iter().position(|t| t.table == table) {
+        Some(i) => &mut cache[i],
+        None => {
+            cache.push(TableSql::new(table));
+            let last = cache.len() - 1;
+            &mut cache[last]
+        }
+    }
 }
 
 impl SqliteBackend {
@@ -135,10 +249,28 @@ impl SqliteBackend {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
+        // A page cache of at most 512 KiB per worker instead of SQLite's 2 MB: any other
+        // worker's commit empties it (a read transaction that finds the WAL changed drops its
+        // cache), so a big one would mostly hold pages read once, in every worker's heap. The
+        // interior pages of the tables' b-trees, what every lookup reads, fit many times over;
+        // the OS page cache holds the file anyway. (Memory mapping stays off, SQLite's
+        // default, so the file's pages do not count in the workers' RSS.)
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteBackend {
-            conn,
+            sql: Vec::new(),
+            get_first_sql: Vec::new(),
+            control: [
+                Held::new("BEGIN".into()),
+                Held::new("BEGIN IMMEDIATE".into()),
+                Held::new("COMMIT".into()),
+            ],
+            conn: Box::new(conn),
             path: path.to_path_buf(),
+            read_in_deferred: false,
+            deferred: false,
+            immediate_next: false,
         })
     }
 
@@ -146,10 +278,35 @@ impl SqliteBackend {
         &self.path
     }
 
+    fn read(&mut self) {
+        self.read_in_deferred = self.deferred;
+    }
+
+    /// A write's result (`what` names it in an error): a busy error when upgrading a
+    /// deferred transaction that has read (SQLite did not wait) makes the retry begin
+    /// `IMMEDIATE`.
+    fn wrote(
+        &mut self,
+        result: rusqlite::Result<usize>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sqlite_error(&self.path, &what(), e);
+                if err.transient && !err.connection_lost && self.read_in_deferred {
+                    self.immediate_next = true;
+                }
+                Err(err)
+            }
+        }
+    }
+
     fn error(&self, what: &str, e: rusqlite::Error) -> StoreError {
         sqlite_error(&self.path, what, e)
     }
 
+    /// A statement used rarely (purges): rusqlite's statement cache is enough.
     fn execute(
         &self,
         what: &str,
@@ -162,6 +319,36 @@ impl SqliteBackend {
             .map_err(|e| self.error(what, e))?;
         stmt.execute(p).map_err(|e| self.error(what, e))
     }
+}
+
+/// The `get_first` statement of `tables` (checked names), made on first use: one row of one
+/// column per table, NULL where the key is absent (values are NOT NULL).
+fn get_first_sql<'a>(cache: &'a mut Vec<(Vec<String>, Held)>, tables: &[&str]) -> &'a mut Held {
+    let i = match cache.iter().position(|(t, _)| t.iter().eq(tables.iter())) {
+        Some(i) => i,
+        None => {
+            let columns: Vec<String> = tables
+                .iter()
+                .map(|t| format!("(SELECT value FROM {t} WHERE id = ?1)"))
+                .collect();
+            let sql = format!("SELECT {}", columns.join(", "));
+            cache.push((
+                tables.iter().map(|t| t.to_string()).collect(),
+                Held::new(sql),
+            ));
+            cache.len() - 1
+        }
+    };
+    &mut cache[i].1
+}
+
+/// Run a held statement.
+fn execute(
+    conn: &Connection,
+    held: &mut Held,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    prepare(conn, held)?.execute(p)
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED.
@@ -195,50 +382,64 @@ fn sqlite_error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
 impl Tx for SqliteBackend {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
         check_table_name(table)?;
-        let what = || format!("get from {table}");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT value FROM {table} WHERE id = ?1"))
-            .map_err(|e| self.error(&what(), e))?;
+        self.read();
+        let path = &self.path;
+        let err = |e: rusqlite::Error| sqlite_error(path, &format!("get from {table}"), e);
+        let stmt = prepare(&self.conn, &mut table_sql(&mut self.sql, table).get).map_err(err)?;
         stmt.query_row(params![key], |row| row.get::<_, i64>(0))
             .optional()
-            .map_err(|e| self.error(&what(), e))
+            .map_err(err)
+    }
+
+    /// One statement for all the tables (greylist looks a key up in two tables per recipient).
+    fn get_first(
+        &mut self,
+        tables: &[&str],
+        key: &str,
+    ) -> Result<Option<(usize, i64)>, StoreError> {
+        for table in tables {
+            check_table_name(table)?;
+        }
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        self.read();
+        let path = &self.path;
+        let err =
+            |e: rusqlite::Error| sqlite_error(path, &format!("get from {}", tables.join(", ")), e);
+        let held = get_first_sql(&mut self.get_first_sql, tables);
+        let stmt = prepare(&self.conn, held).map_err(err)?;
+        let mut rows = stmt.query(params![key]).map_err(err)?;
+        let Some(row) = rows.next().map_err(err)? else {
+            return Ok(None);
+        };
+        for i in 0..tables.len() {
+            if let Some(value) = row.get::<_, Option<i64>>(i).map_err(err)? {
+                return Ok(Some((i, value)));
+            }
+        }
+        Ok(None)
     }
 
     fn set(&mut self, table: &str, key: &str, value: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("set in {table}"),
-            &format!(
-                "INSERT INTO {table} (id, value) VALUES (?1, ?2) \
-                 ON CONFLICT(id) DO UPDATE SET value = excluded.value"
-            ),
-            params![key, value],
-        )
-        .map(|_| ())
+        let held = &mut table_sql(&mut self.sql, table).set;
+        let result = execute(&self.conn, held, params![key, value]);
+        self.wrote(result, || format!("set in {table}"))
     }
 
     fn delete(&mut self, table: &str, key: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("delete from {table}"),
-            &format!("DELETE FROM {table} WHERE id = ?1"),
-            params![key],
-        )
-        .map(|_| ())
+        let held = &mut table_sql(&mut self.sql, table).delete;
+        let result = execute(&self.conn, held, params![key]);
+        self.wrote(result, || format!("delete from {table}"))
     }
 
     fn count(&mut self, table: &str, key: &str, bucket: i64, n: i64) -> Result<(), StoreError> {
         check_table_name(table)?;
-        self.execute(
-            &format!("count in {table}"),
-            &format!(
-                "INSERT INTO {table} (key, bucket, count) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(key, bucket) DO UPDATE SET count = count + excluded.count"
-            ),
-            params![key, bucket, n],
-        )
-        .map(|_| ())
+        let held = &mut table_sql(&mut self.sql, table).count;
+        let result = execute(&self.conn, held, params![key, bucket, n]);
+        self.wrote(result, || format!("count in {table}"))
     }
 
     fn count_sum(
@@ -249,26 +450,36 @@ impl Tx for SqliteBackend {
         last: i64,
     ) -> Result<i64, StoreError> {
         check_table_name(table)?;
-        let what = || format!("sum of counts in {table}");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT COALESCE(SUM(count), 0) FROM {table} \
-                 WHERE key = ?1 AND bucket BETWEEN ?2 AND ?3"
-            ))
-            .map_err(|e| self.error(&what(), e))?;
+        self.read();
+        let path = &self.path;
+        let err = |e: rusqlite::Error| sqlite_error(path, &format!("sum of counts in {table}"), e);
+        let held = &mut table_sql(&mut self.sql, table).count_sum;
+        let stmt = prepare(&self.conn, held).map_err(err)?;
         stmt.query_row(params![key, first, last], |row| row.get::<_, i64>(0))
-            .map_err(|e| self.error(&what(), e))
+            .map_err(err)
     }
 }
 
 impl Backend for SqliteBackend {
     fn begin(&mut self) -> Result<(), StoreError> {
-        self.execute("begin", "BEGIN IMMEDIATE", []).map(|_| ())
+        let immediate = std::mem::take(&mut self.immediate_next);
+        self.deferred = false;
+        self.read_in_deferred = false;
+        let which = if immediate { BEGIN_IMMEDIATE } else { BEGIN };
+        execute(&self.conn, &mut self.control[which], [])
+            .map_err(|e| sqlite_error(&self.path, "begin", e))?;
+        self.deferred = !immediate;
+        Ok(())
+    }
+
+    fn retry_at_once(&self) -> bool {
+        self.immediate_next
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.execute("commit", "COMMIT", []).map(|_| ())
+        execute(&self.conn, &mut self.control[COMMIT], [])
+            .map(|_| ())
+            .map_err(|e| sqlite_error(&self.path, "commit", e))
     }
 
     fn rollback(&mut self) {
@@ -279,11 +490,14 @@ impl Backend for SqliteBackend {
 
     fn ensure_ttl_table(&mut self, table: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
-        // The reference's DDL, so the schema is the same in every backend.
+        // The reference's columns and key, so the schema is the same in every backend.
+        // WITHOUT ROWID: the rows live in the primary key's b-tree, so a lookup is one b-tree
+        // search instead of two (the key's index, then the rowid table). Tables made before
+        // (with a rowid) work the same.
         self.conn
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} \
-                 (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+                 (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id)) WITHOUT ROWID"
             ))
             .map_err(|e| self.error(&format!("create table {table}"), e))
     }
@@ -293,7 +507,7 @@ impl Backend for SqliteBackend {
         self.conn
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (key TEXT NOT NULL, bucket BIGINT NOT NULL, \
-                 count BIGINT NOT NULL, PRIMARY KEY (key, bucket))"
+                 count BIGINT NOT NULL, PRIMARY KEY (key, bucket)) WITHOUT ROWID"
             ))
             .map_err(|e| self.error(&format!("create table {table}"), e))
     }
@@ -374,6 +588,16 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .expect("sync");
         assert_eq!(sync, 1, "NORMAL");
+        let cache: i64 = b
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .expect("cache_size");
+        assert_eq!(cache, -CACHE_KIB);
+        let mmap: i64 = b
+            .conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .expect("mmap_size");
+        assert_eq!(mmap, 0);
         let sql = |name: &str| -> String {
             check
                 .query_row(
@@ -385,7 +609,7 @@ mod tests {
         };
         assert_eq!(
             sql("greylist_Passed"),
-            "CREATE TABLE greylist_Passed (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id))"
+            "CREATE TABLE greylist_Passed (id CHAR(64) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY(id)) WITHOUT ROWID"
         );
         assert!(sql("ratelimit").contains("PRIMARY KEY (key, bucket)"));
     }
@@ -402,6 +626,30 @@ mod tests {
         assert_eq!(b.dump_ttl("t").expect("dump").len(), 4);
         assert!(
             b.get("t; x", "k")
+                .is_err_and(|e| e.message.contains("invalid table name"))
+        );
+    }
+
+    #[test]
+    fn get_first_is_the_first_table_holding_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = SqliteBackend::open(&dir.path().join("ttldb.sqlite")).expect("open");
+        b.ensure_ttl_table("a").expect("table");
+        b.ensure_ttl_table("b").expect("table");
+        b.set("a", "both", 1).expect("set");
+        b.set("b", "both", 2).expect("set");
+        b.set("b", "second", 3).expect("set");
+        b.set("a", "first", 0).expect("set");
+        let mut get_first = |tables: &[&str], key: &str| b.get_first(tables, key).expect("get");
+        assert_eq!(get_first(&["a", "b"], "both"), Some((0, 1)));
+        assert_eq!(get_first(&["b", "a"], "both"), Some((0, 2)));
+        assert_eq!(get_first(&["a", "b"], "second"), Some((1, 3)));
+        assert_eq!(get_first(&["a", "b"], "first"), Some((0, 0)));
+        assert_eq!(get_first(&["a", "b"], "none"), None);
+        assert_eq!(get_first(&["b"], "second"), Some((0, 3)));
+        assert_eq!(get_first(&[], "both"), None);
+        assert!(
+            b.get_first(&["a", "b;"], "k")
                 .is_err_and(|e| e.message.contains("invalid table name"))
         );
     }
@@ -450,20 +698,70 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ttldb.sqlite");
         let mut b = SqliteBackend::open(&path).expect("open");
+        b.ensure_ttl_table("t").expect("table");
         b.conn
             .busy_timeout(Duration::from_millis(10))
             .expect("timeout");
         let holder = Connection::open(&path).expect("open");
         holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
-        let err = b.begin().expect_err("busy");
+        b.begin().expect("a deferred BEGIN takes no lock");
+        let err = b.set("t", "k", 1).expect_err("busy");
         assert!(err.transient && !err.connection_lost, "{err:?}");
         assert!(
-            err.message.contains("begin") && err.message.contains("locked"),
+            err.message.contains("set in t") && err.message.contains("locked"),
             "{err}"
         );
-        holder.execute_batch("COMMIT").expect("unlock");
-        b.begin().expect("free again");
+        assert!(!b.retry_at_once(), "the busy handler has waited already");
         b.rollback();
+        holder.execute_batch("COMMIT").expect("unlock");
+        b.begin().expect("begin");
+        b.set("t", "k", 1).expect("free again");
+        b.commit().expect("commit");
         assert!(b.conn.is_autocommit());
+    }
+
+    /// A deferred transaction that read cannot write after another connection committed: it
+    /// fails at once, and the retry holds the write lock from its BEGIN.
+    #[test]
+    fn a_stale_upgrade_is_retried_at_once_with_the_write_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ttldb.sqlite");
+        let mut b = SqliteBackend::open(&path).expect("open");
+        b.ensure_ttl_table("t").expect("table");
+        b.set("t", "k", 1).expect("set");
+        let other = Connection::open(&path).expect("open");
+
+        b.begin().expect("begin");
+        assert_eq!(b.get("t", "k").expect("get"), Some(1));
+        other
+            .execute_batch("UPDATE t SET value = 2 WHERE id = 'k'")
+            .expect("other writes");
+        let started = std::time::Instant::now();
+        let err = b.set("t", "k", 10).expect_err("stale snapshot");
+        assert!(started.elapsed() < Duration::from_secs(1), "did not wait");
+        assert!(err.transient && !err.connection_lost, "{err:?}");
+        assert!(b.retry_at_once());
+        b.rollback();
+
+        b.begin().expect("begin immediate");
+        assert!(!b.retry_at_once());
+        other
+            .busy_timeout(Duration::from_millis(10))
+            .expect("timeout");
+        assert!(
+            other.execute_batch("BEGIN IMMEDIATE").is_err(),
+            "the retry holds the write lock"
+        );
+        let v = b.get("t", "k").expect("get").expect("value");
+        b.set("t", "k", v + 10).expect("set");
+        b.commit().expect("commit");
+        assert_eq!(b.get("t", "k").expect("get"), Some(12));
+
+        // The next transaction is optimistic again: it takes no lock until it writes.
+        b.begin().expect("begin");
+        b.get("t", "k").expect("get");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock free");
+        other.execute_batch("COMMIT").expect("commit");
+        b.commit().expect("commit");
     }
 }
