@@ -141,6 +141,8 @@ struct Scratch {
     envelope: Envelope,
     message: Message,
     steps: Vec<Step>,
+    /// The answered message's outcome, until [`Chain::finish`] logs it.
+    answered: Option<Outcome>,
 }
 
 impl Default for Scratch {
@@ -149,6 +151,7 @@ impl Default for Scratch {
             envelope: Envelope::default(),
             message: Message::new(std::path::Path::new("")),
             steps: Vec::new(),
+            answered: None,
         }
     }
 }
@@ -385,14 +388,28 @@ impl Chain {
         }
     }
 
-    /// Handle one courierfilter request: parse the control files once, run the chain, write
-    /// the reject and accounting log lines, and return the reply.
+    /// Handle one courierfilter request: [`Chain::answer`], then [`Chain::finish`].
     pub fn process(
         &mut self,
         courier: &Courier,
         data_path: &std::path::Path,
         control_paths: &[std::path::PathBuf],
     ) -> String {
+        let reply = self.answer(courier, data_path, control_paths);
+        self.finish();
+        reply
+    }
+
+    /// Parse the control files once, run the chain and return the reply. The reject and
+    /// accounting log lines are written by [`Chain::finish`], after the reply has been sent
+    /// (spec §1.6: Courier has its answer without waiting for the log).
+    pub fn answer(
+        &mut self,
+        courier: &Courier,
+        data_path: &std::path::Path,
+        control_paths: &[std::path::PathBuf],
+    ) -> String {
+        self.finish();
         // Taken out of the chain while the chain runs on it, and put back for the next message.
         let mut scratch = self.scratch.take().unwrap_or_default();
         if let Err(e) = scratch.envelope.reload(control_paths) {
@@ -407,24 +424,34 @@ impl Chain {
             envelope,
             message,
             steps,
+            answered,
         } = &mut *scratch;
         message.reset(data_path);
         let outcome = self.run_with(courier, envelope, message, std::mem::take(steps));
         if let Some(stats) = &self.stats {
             self.count(stats, &outcome);
         }
-        self.log_outcome(envelope, &outcome);
-        let Outcome {
-            reply,
-            steps: mut used,
-            ..
-        } = outcome;
-        used.clear();
-        *steps = used;
-        // The message's content is not kept until the next one.
-        message.forget();
+        let reply = outcome.reply.clone();
+        *answered = Some(outcome);
         self.scratch = Some(scratch);
         reply
+    }
+
+    /// Write the reject and accounting log lines of the message last answered, if any, and
+    /// recycle its buffers.
+    pub fn finish(&mut self) {
+        let Some(mut scratch) = self.scratch.take() else {
+            return;
+        };
+        if let Some(outcome) = scratch.answered.take() {
+            self.log_outcome(&scratch.envelope, &outcome);
+            let mut used = outcome.steps;
+            used.clear();
+            scratch.steps = used;
+            // The message's content is not kept until the next one.
+            scratch.message.forget();
+        }
+        self.scratch = Some(scratch);
     }
 
     /// Count the message's reply (row 0) and each module's decision (row 1 + its place in the

@@ -26,7 +26,11 @@ impl Handler for ChainHandler {
 
     fn handle(&mut self, request: &Request) -> String {
         self.chain
-            .process(&self.courier, &request.data_path, &request.control_paths)
+            .answer(&self.courier, &request.data_path, &request.control_paths)
+    }
+
+    fn after_reply(&mut self) {
+        self.chain.finish();
     }
 
     /// Last-resort watchdog: a module stuck beyond the message deadline (plus grace) gets this

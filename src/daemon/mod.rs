@@ -26,6 +26,11 @@ pub trait Handler {
     /// The reply text for one request (`200 Ok`, `451 …`, lines joined by `\n`).
     fn handle(&mut self, request: &Request) -> String;
 
+    /// Called once the reply of the last `handle` has been sent and the connection closed:
+    /// the place for work Courier need not wait for (the log lines). Still under the
+    /// watchdog's time limit.
+    fn after_reply(&mut self) {}
+
     /// The longest one `handle` call may take. A worker still in `handle` after this is
     /// killed by the master's watchdog (logged; the connection closes without a reply, so
     /// Courier tempfails the message) and replaced. `None`: no limit.

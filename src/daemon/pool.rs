@@ -895,6 +895,14 @@ fn serve_connection<H: Handler>(
             if let Err(e) = write_reply(stream, &reply, opts.limits.read_timeout) {
                 log::warn!("{}: cannot send the reply: {e}", opts.name);
             }
+            // Watched again: a log write can block (a full stderr pipe).
+            if let Some(busy) = busy {
+                busy.store(monotonic_ns(), Ordering::Relaxed);
+            }
+            handler.after_reply();
+            if let Some(busy) = busy {
+                busy.store(0, Ordering::Relaxed);
+            }
         }
         Err(e) => log::warn!(
             "{}: bad request, closing the connection without a reply: {e}",
