@@ -774,13 +774,7 @@ fn worker_main<H: Handler>(
         log::error!("{}: worker {pid} failed to start: {e}", opts.name);
         return 1;
     }
-    let waiter = match Waiter::new(listener_fd) {
-        Ok(w) => w,
-        Err(e) => {
-            log::error!("{}: worker {pid}: epoll: {e}", opts.name);
-            return 1;
-        }
-    };
+    let waiter = Waiter { listener_fd };
     let bytes = (pid as libc::pid_t).to_ne_bytes();
     // SAFETY: a 4-byte write to our end of the ready pipe (atomic: < PIPE_BUF).
     unsafe {
@@ -837,34 +831,27 @@ fn accept_error_is_transient(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ECONNABORTED)
 }
 
-/// A worker's wait for the next connection: an epoll set of its own holding the listener with
-/// `EPOLLEXCLUSIVE`, so a connection wakes one idle worker, not all of them. (With `ppoll` on
-/// the listener every idle worker woke for every connection and all but one went back to
-/// sleep: at one client at a time on the 2-CPU build machine that cost the light chain 29-42
-/// µs of CPU per message against 23-25 with the exclusive wake-up, alternated bench runs.)
+/// A worker's wait for the next connection.
 struct Waiter {
-    epoll: OwnedFd,
+    listener_fd: RawFd,
 }
 
 impl Waiter {
-    fn new(listener_fd: RawFd) -> io::Result<Waiter> {
-        // SAFETY: plain epoll calls on descriptors we own.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
-            u64: 0,
-        };
-        cvt(unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, listener_fd, &mut ev) })?;
-        Ok(Waiter { epoll })
-    }
-
-    /// Wait until a connection is waiting or a signal arrives, with `mask` (SIGTERM/SIGINT
+    /// Wait until the listener is readable or a signal arrives, with `mask` (SIGTERM/SIGINT
     /// unblocked) in force during the wait only. EINTR is a normal return.
+    ///
+    /// Every idle worker wakes for a connection and one wins it. An exclusive wakeup
+    /// (epoll's EPOLLEXCLUSIVE) was tried and measured: with one client at a time on the
+    /// 2-CPU VM it halved the message rate and cost more CPU per message (probably because
+    /// the one worker it wakes often sits on the idle CPU).
     fn wait(&self, mask: &libc::sigset_t) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: one valid event slot and signal mask; no timeout.
-        let rc = unsafe { libc::epoll_pwait(self.epoll.as_raw_fd(), &mut ev, 1, -1, mask) };
+        let mut fds = [libc::pollfd {
+            fd: self.listener_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: a valid pollfd array and signal mask; no timeout.
+        let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), 1, std::ptr::null(), mask) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
