@@ -134,6 +134,8 @@ pub struct Chain {
     /// The envelope, message and list of steps [`Chain::process`] uses for each message, so
     /// that their memory is reused; boxed, to be taken out and put back without a copy.
     scratch: Option<Box<Scratch>>,
+    /// `CpuSplit`'s list, kept between messages.
+    cpu_pending: Vec<(usize, Duration)>,
 }
 
 /// What [`Chain::process`] fills for each message, kept between messages.
@@ -247,6 +249,7 @@ impl Chain {
                 dns,
                 stats: None,
                 scratch: None,
+                cpu_pending: Vec::new(),
             })
         } else {
             Err(errors)
@@ -282,11 +285,17 @@ impl Chain {
         message: &mut Message,
         mut steps: Vec<Step>,
     ) -> Outcome {
-        // CPU readings (a real system call each): one before the first module and one after
-        // each module that runs; a module's time is the difference between consecutive
-        // readings, the total is the last minus the first.
+        // The accounting line's CPU times. The thread CPU clock is a real system call (and
+        // takes the scheduler's run-queue lock), so it is read before the first module, after
+        // every module that may wait (`Filter::waits`) and at the end. Modules that never wait
+        // run back to back between two readings and share that CPU time in proportion to
+        // their wall-clock times (vDSO, no system call): they only differ when the worker was
+        // preempted in between. The total is always exact.
         let first_cpu = (!self.links.is_empty()).then(thread_cpu_time);
-        let mut last_cpu = first_cpu.unwrap_or_default();
+        let mut cpu_split = CpuSplit::new(
+            first_cpu.unwrap_or_default(),
+            std::mem::take(&mut self.cpu_pending),
+        );
         let deadline = Instant::now() + self.settings.message_timeout;
         self.dns.set_deadline(deadline);
         let mut bypassed: HashSet<&str> = HashSet::new();
@@ -300,7 +309,8 @@ impl Chain {
                 });
                 continue;
             }
-            if Instant::now() >= deadline {
+            let started = Instant::now();
+            if started >= deadline {
                 log::error!(
                     "message processing exceeded {:?}; tempfailing before \"{}\"",
                     self.settings.message_timeout,
@@ -317,10 +327,17 @@ impl Chain {
                 message: &mut *message,
                 deadline,
             };
+            let waits = link.filter.waits();
+            if waits {
+                cpu_split.settle(&mut steps);
+            }
             let result = catch_unwind(AssertUnwindSafe(|| link.filter.check(&mut ctx)));
-            let now_cpu = thread_cpu_time();
-            let cpu = now_cpu.saturating_sub(last_cpu);
-            last_cpu = now_cpu;
+            let cpu = if waits {
+                cpu_split.lap()
+            } else {
+                cpu_split.defer(steps.len(), started.elapsed());
+                Duration::ZERO // filled in by the next reading
+            };
             let result = match result {
                 Ok(r) => r,
                 Err(panic) => Err(FilterError::new(format!("panic: {}", panic_text(&panic)))),
@@ -376,16 +393,22 @@ impl Chain {
                 },
             }
         }
+        if first_cpu.is_some() {
+            cpu_split.settle(&mut steps);
+        }
         let (reply, decided_by) = match reply {
             Some((text, module)) => (text, Some(module.to_string())),
             None => (DEFAULT_REPLY.to_string(), None),
         };
-        Outcome {
+        let outcome = Outcome {
             reply,
             decided_by,
             steps,
-            total_cpu: first_cpu.map_or(Duration::ZERO, |first| last_cpu.saturating_sub(first)),
-        }
+            total_cpu: first_cpu
+                .map_or(Duration::ZERO, |first| cpu_split.last.saturating_sub(first)),
+        };
+        self.cpu_pending = cpu_split.pending;
+        outcome
     }
 
     /// Handle one courierfilter request: [`Chain::answer`], then [`Chain::finish`].
@@ -604,6 +627,68 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
     6061626364656667686970717273747576777879\
     8081828384858687888990919293949596979899";
 
+/// The accounting line's CPU times (see `Chain::run_with`).
+struct CpuSplit {
+    /// The last thread-CPU-clock reading.
+    last: Duration,
+    /// Steps (by index) of modules that never wait, run since `last`, with their wall-clock
+    /// times. Kept by the chain between messages (no allocation per message).
+    pending: Vec<(usize, Duration)>,
+}
+
+impl CpuSplit {
+    fn new(first: Duration, mut pending: Vec<(usize, Duration)>) -> CpuSplit {
+        pending.clear();
+        CpuSplit {
+            last: first,
+            pending,
+        }
+    }
+
+    /// Read the clock: the CPU time since the last reading.
+    fn lap(&mut self) -> Duration {
+        let now = thread_cpu_time();
+        let interval = now.saturating_sub(self.last);
+        self.last = now;
+        interval
+    }
+
+    /// Step `index`, a module that never waits, took `wall`: its CPU time comes with the next
+    /// reading.
+    fn defer(&mut self, index: usize, wall: Duration) {
+        self.pending.push((index, wall));
+    }
+
+    /// Read the clock and share the time since the last reading among the pending steps, in
+    /// proportion to their wall-clock times, the rounding left to the last, so that the shares
+    /// add up to the interval exactly. Nothing pending: no reading.
+    fn settle(&mut self, steps: &mut [Step]) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let total = self.lap().as_nanos();
+        let walls: u128 = self.pending.iter().map(|(_, w)| w.as_nanos()).sum();
+        let count = self.pending.len();
+        let mut given = 0u128;
+        for (k, &(index, wall)) in self.pending.iter().enumerate() {
+            let share = if k + 1 == count {
+                total - given
+            } else {
+                // No wall time at all (a clock that did not move): equal shares.
+                (total * wall.as_nanos())
+                    .checked_div(walls)
+                    .unwrap_or(total / count as u128)
+                    .min(total - given)
+            };
+            given += share;
+            if let Some(step) = steps.get_mut(index) {
+                step.cpu = Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
+            }
+        }
+        self.pending.clear();
+    }
+}
+
 /// CPU time used by the calling thread (workers are single-threaded processes).
 pub fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
@@ -691,6 +776,7 @@ mod tests {
             dns: Resolver::system(),
             stats: None,
             scratch: None,
+            cpu_pending: Vec::new(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -820,6 +906,7 @@ mod tests {
             dns: Resolver::system(),
             stats: None,
             scratch: None,
+            cpu_pending: Vec::new(),
         };
         let o = Outcome {
             reply: "200 Ok".into(),
@@ -941,6 +1028,7 @@ mod tests {
             dns: Resolver::system(),
             stats: None,
             scratch: None,
+            cpu_pending: Vec::new(),
         };
         let mut env = Envelope::load(std::slice::from_ref(&fx.control)).expect("control");
         let mut msg = Message::new(&fx.data);
@@ -965,6 +1053,91 @@ mod tests {
         assert_eq!(o.total_cpu, sum);
         assert!(o.steps[1].cpu >= Duration::from_millis(2), "{:?}", o.steps);
         assert_eq!(run(vec![]).total_cpu, Duration::ZERO);
+    }
+
+    /// A module that never waits (`Filter::waits` false).
+    struct Pure(fn() -> FilterResult);
+
+    impl Filter for Pure {
+        fn waits(&self) -> bool {
+            false
+        }
+        fn check(&self, _: &mut Context<'_>) -> FilterResult {
+            (self.0)()
+        }
+    }
+
+    fn pure_link(name: &str, f: fn() -> FilterResult) -> Link {
+        Link {
+            filter: Box::new(Pure(f)),
+            ..link(name, None, f)
+        }
+    }
+
+    fn burn_2ms() -> FilterResult {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(2) {}
+        Ok(Verdict::Continue)
+    }
+
+    #[test]
+    fn modules_that_never_wait_share_one_reading_by_wall_time() {
+        let o = run(vec![
+            pure_link("a", cont),
+            pure_link("b", burn_2ms),
+            link("c", None, cont),
+            pure_link("d", burn_2ms),
+            pure_link("e", cont),
+        ]);
+        let sum: Duration = o.steps.iter().map(|s| s.cpu).sum();
+        assert_eq!(o.total_cpu, sum, "{:?}", o.steps);
+        // The burners ran on the CPU for 2 ms of wall time each; the others for microseconds.
+        for burner in [1, 3] {
+            assert!(
+                o.steps[burner].cpu >= Duration::from_millis(1),
+                "{:?}",
+                o.steps
+            );
+        }
+        for quick in [0, 4] {
+            assert!(
+                o.steps[quick].cpu < Duration::from_millis(1),
+                "{:?}",
+                o.steps
+            );
+        }
+    }
+
+    fn step(name: &str) -> Step {
+        Step {
+            module: name.into(),
+            decision: Decision::Continue,
+            cpu: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_shared_reading_is_split_in_proportion_and_adds_up() {
+        let mut steps = vec![step("a"), step("b"), step("c")];
+        let mut split = CpuSplit::new(Duration::ZERO, Vec::new());
+        split.defer(0, Duration::from_nanos(1));
+        split.defer(1, Duration::from_nanos(2));
+        split.defer(2, Duration::from_nanos(0));
+        split.settle(&mut steps);
+        let interval = split.last;
+        assert!(interval > Duration::ZERO);
+        let cpu: Vec<u128> = steps.iter().map(|s| s.cpu.as_nanos()).collect();
+        assert_eq!(cpu.iter().sum::<u128>(), interval.as_nanos());
+        assert_eq!(cpu[0], interval.as_nanos() / 3);
+        assert_eq!(
+            cpu[2],
+            interval.as_nanos() - cpu[0] - cpu[1],
+            "the rest goes to the last"
+        );
+        // Nothing pending: no reading, nothing changes.
+        let last = split.last;
+        split.settle(&mut steps);
+        assert_eq!(split.last, last);
     }
 
     fn empty_steps(o: &Outcome) -> Outcome {

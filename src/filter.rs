@@ -67,6 +67,15 @@ pub struct Context<'a> {
 pub trait Filter {
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult;
 
+    /// Whether `check` may wait for something outside the process: the network, DNS, another
+    /// process (clamd, spamd, authdaemond, sendmail), a store and its locks. The chain reads
+    /// the thread CPU clock (a system call) around such a module for the accounting line;
+    /// modules that never wait (they only look at the envelope, the message and local files)
+    /// share one reading between them. When in doubt, wait.
+    fn waits(&self) -> bool {
+        true
+    }
+
     /// Open per-process resources (database connections, sockets). Called in each worker after
     /// fork, never in the master.
     fn open(&mut self) -> Result<(), FilterError> {

@@ -92,6 +92,10 @@ impl Attachments {
 }
 
 impl Filter for Attachments {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         let path = ctx.message.path().display().to_string();
         let raw = ctx

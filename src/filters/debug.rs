@@ -51,6 +51,10 @@ fn groups() -> Vec<libc::gid_t> {
 }
 
 impl Filter for Debug {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         let mut out = String::from("Debugging filter invoked:\n");
         let cwd = std::env::current_dir()

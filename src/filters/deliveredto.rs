@@ -35,6 +35,10 @@ pub fn delivered_domain(value: &str) -> Option<String> {
 }
 
 impl Filter for DeliveredTo {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         let values = match ctx.message.header_values("Delivered-To") {
             Ok(v) => v,

@@ -33,6 +33,10 @@ pub fn build(sec: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigEr
 }
 
 impl Filter for FixedReply {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, _: &mut Context<'_>) -> FilterResult {
         Ok(Verdict::reply(self.reply.clone()))
     }

@@ -13,6 +13,10 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
 }
 
 impl Filter for LogAliases {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         for rcpt in ctx.envelope.recipients() {
             if rcpt.orig.is_empty() {

@@ -136,6 +136,42 @@ pub(crate) mod testutil;
 
 #[cfg(test)]
 mod tests {
+    /// rustfilter(8) names the modules that never wait (their CPU times share a reading).
+    #[test]
+    fn the_man_page_lists_the_modules_that_never_wait() {
+        let fx = super::testutil::Fixture::new("sa@b.example\nrc@d.example\n", "\n", &[]);
+        let mut never_wait: Vec<&str> = super::MODULES
+            .iter()
+            .filter(|(name, ctor)| {
+                // The keys a module cannot do without.
+                let text = match *name {
+                    "fixed_reply" => "[fixed_reply]\nreply = '451 4.3.2 Maintenance'\n",
+                    "sentfolder" => "[sentfolder]\nsiteid = 'a-secret-of-this-test'\n",
+                    _ => "",
+                };
+                let filter = super::testutil::build(*ctor, name, text, &fx.courier)
+                    .unwrap_or_else(|e| panic!("{name} with its defaults: {e}"));
+                !filter.waits()
+            })
+            .map(|(name, _)| *name)
+            .collect();
+        never_wait.sort_unstable();
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/rustfilter.8"))
+                .expect("man/rustfilter.8");
+        let list = page
+            .split("The modules that never wait:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n.PP").next())
+            .expect("the list in rustfilter(8)");
+        let listed: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.strip_prefix(".BR "))
+            .map(|l| l.trim_end_matches([' ', ',', '.']))
+            .collect();
+        assert_eq!(listed, never_wait);
+    }
+
     #[test]
     fn every_pythonfilter_module_is_here() {
         for name in super::REFERENCE_MODULES {

@@ -61,6 +61,10 @@ impl<'a> SeenAddrs<'a> {
 }
 
 impl Filter for NoDuplicates {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         for rcpt in duplicates(ctx.envelope) {
             log::info!(

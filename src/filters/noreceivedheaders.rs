@@ -14,6 +14,10 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
 }
 
 impl Filter for NoReceivedHeaders {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         if ctx.envelope.auth_user().is_some() {
             ctx.message.remove_headers("Received")?;

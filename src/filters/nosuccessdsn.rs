@@ -27,6 +27,10 @@ pub fn without_success(dsn: &str) -> String {
 }
 
 impl Filter for NoSuccessDsn {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         // Copied out first (usually none, then nothing is allocated): the edits change the
         // envelope, and recipients added here are not looked at again.

@@ -47,6 +47,10 @@ fn lower_domain(addr: &str) -> String {
 }
 
 impl Filter for PrivateAddr {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         if self.rcpts.is_empty() {
             return Ok(Verdict::Continue);

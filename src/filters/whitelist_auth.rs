@@ -13,6 +13,10 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
 }
 
 impl Filter for WhitelistAuth {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         Ok(match ctx.envelope.auth_user() {
             Some(user) if !user.is_empty() => Verdict::reply("200 Ok"),

@@ -14,6 +14,10 @@ pub fn build(_: &Section<'_>, _: &Courier) -> Result<Box<dyn Filter>, ConfigErro
 }
 
 impl Filter for WhitelistRelayclients {
+    fn waits(&self) -> bool {
+        false
+    }
+
     fn check(&self, ctx: &mut Context<'_>) -> FilterResult {
         let Some(ip) = ctx.envelope.client_ip() else {
             return Ok(Verdict::Continue);
