@@ -179,14 +179,19 @@ fn monotonic_ns() -> u64 {
 /// One slot per worker in memory shared between the master and the workers: when the worker's
 /// current `handle` call started ([`monotonic_ns`]), or 0 while it is not handling a message.
 struct BusyBoard {
-    slots: *mut AtomicU64,
+    slots: *mut BusySlot,
     len: usize,
 }
+
+/// A slot has a cache line to itself: workers on different CPUs write theirs several times
+/// per message, and slots sharing a line would bounce it between the CPUs.
+#[repr(C, align(64))]
+struct BusySlot(AtomicU64);
 
 impl BusyBoard {
     fn new(len: usize) -> io::Result<BusyBoard> {
         let len = len.max(1);
-        let bytes = len * std::mem::size_of::<AtomicU64>();
+        let bytes = len * std::mem::size_of::<BusySlot>();
         // SAFETY: an anonymous shared mapping; the result is checked. Its pages are zeroed,
         // which is a valid AtomicU64 (idle) in every slot.
         let ptr = unsafe {
@@ -210,9 +215,10 @@ impl BusyBoard {
 
     fn slot(&self, i: usize) -> &AtomicU64 {
         assert!(i < self.len, "busy slot {i} of {}", self.len);
-        // SAFETY: i is in bounds of the mapping, which lives as long as self; AtomicU64 may be
-        // shared between processes (lock-free on every platform we build for).
-        unsafe { &*self.slots.add(i) }
+        // SAFETY: i is in bounds of the mapping (page-aligned, so every slot is aligned), which
+        // lives as long as self; AtomicU64 may be shared between processes (lock-free on every
+        // platform we build for).
+        unsafe { &(*self.slots.add(i)).0 }
     }
 }
 
@@ -222,7 +228,7 @@ impl Drop for BusyBoard {
         unsafe {
             libc::munmap(
                 self.slots.cast(),
-                self.len * std::mem::size_of::<AtomicU64>(),
+                self.len * std::mem::size_of::<BusySlot>(),
             )
         };
     }
