@@ -8,6 +8,12 @@
 //! * `floor`: a do-nothing pre-forked responder built into this program (`bench floor …`): same
 //!   socket set-up and worker model, reads the request and the control files, answers `200 Ok`.
 //!   Nothing can answer Courier for less, so it is the yardstick.
+//! * `floor+io`: the floor plus the system calls the light chain cannot do without (`bench
+//!   floor --io`): it also opens, sizes, reads and closes the data file (deliveredto reads the
+//!   header), reads the thread CPU clock twice (the accounting line's CPU time, from before the
+//!   first module to after the last) and writes a 190-byte accounting line to stderr after the
+//!   reply. It shows how much of the light chain's cost over the floor is that required work
+//!   and how much is rustfilter's own.
 //! * `empty chain`: rustfilter with no modules (request handling, control-file parse, logging).
 //! * `light chain`: rustfilter with noduplicates, nosuccessdsn, whitelist_auth, deliveredto.
 //! * `greylist-sqlite`, `light+greylist`, `greylist-pg`: the chain `greylist` alone on the
@@ -54,12 +60,12 @@ const LIGHT_CHAIN: &str = "noduplicates\nnosuccessdsn\nwhitelist_auth\ndelivered
 /// `make bench`'s servers (the reference with light+greylist is left out: it alone would take
 /// a minute per round, its dbm store syncs to disk at every message).
 const DEFAULT_SERVERS: &str = concat!(
-    "floor,empty,light,",
+    "floor,floor+io,empty,light,",
     "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg,",
     "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist"
 );
 const ALL_SERVERS: &str = concat!(
-    "floor,empty,light,",
+    "floor,floor+io,empty,light,",
     "greylist-sqlite,light+greylist,greylist-pg,greylist-new-sqlite,greylist-new-pg,",
     "pythonfilter-noop,pythonfilter-light,pythonfilter-greylist,pythonfilter-light+greylist,",
     "light+greylist+attachments,pythonfilter-light+greylist+attachments"
@@ -338,12 +344,14 @@ impl Options {
 // --workers N`), started by the driver exactly like rustfilter.
 
 fn floor_main(args: Vec<OsString>) -> ExitCode {
-    let parsed = (|| -> std::result::Result<(PathBuf, String, usize), lexopt::Error> {
+    let parsed = (|| -> std::result::Result<(PathBuf, String, usize, bool), lexopt::Error> {
         use lexopt::ValueExt;
         let mut parser = lexopt::Parser::from_args(args);
         let (mut lsd, mut name, mut workers) = (None, "floor".to_string(), 4usize);
+        let mut io = false;
         while let Some(arg) = parser.next()? {
             match arg {
+                lexopt::Arg::Long("io") => io = true,
                 lexopt::Arg::Long("localstatedir") => lsd = Some(parser.value()?.into()),
                 lexopt::Arg::Long("name") => name = parser.value()?.string()?,
                 lexopt::Arg::Long("workers") => workers = parser.value()?.parse()?,
@@ -351,16 +359,16 @@ fn floor_main(args: Vec<OsString>) -> ExitCode {
             }
         }
         let lsd = lsd.ok_or("--localstatedir is required")?;
-        Ok((lsd, name, workers.max(1)))
+        Ok((lsd, name, workers.max(1), io))
     })();
-    let (lsd, name, workers) = match parsed {
+    let (lsd, name, workers, io) = match parsed {
         Ok(p) => p,
         Err(e) => {
             eprintln!("bench floor: {e}");
             return ExitCode::from(64);
         }
     };
-    match floor_serve(&lsd, &name, workers) {
+    match floor_serve(&lsd, &name, workers, io) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench floor: {e}");
@@ -369,7 +377,7 @@ fn floor_main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-fn floor_serve(lsd: &Path, name: &str, workers: usize) -> Result<()> {
+fn floor_serve(lsd: &Path, name: &str, workers: usize, io: bool) -> Result<()> {
     let dir = lsd.join("allfilters");
     let dot = dir.join(format!(".{name}"));
     let socket = dir.join(name);
@@ -403,7 +411,7 @@ fn floor_serve(lsd: &Path, name: &str, workers: usize) -> Result<()> {
                     libc::close(3);
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 }
-                let code = floor_worker(&listener, lsd);
+                let code = floor_worker(&listener, lsd, io);
                 // SAFETY: leave the child without running the parent's exit handlers.
                 unsafe { libc::_exit(code) }
             }
@@ -440,8 +448,11 @@ fn stop_floor_workers(pids: &[libc::pid_t]) {
     }
 }
 
-fn floor_worker(listener: &UnixListener, lsd: &Path) -> i32 {
+fn floor_worker(listener: &UnixListener, lsd: &Path, io: bool) -> i32 {
     let mut buf = Vec::with_capacity(4096);
+    // The size of the light chain's accounting line.
+    let mut line = [b'x'; 190];
+    line[189] = b'\n';
     loop {
         let mut stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -452,10 +463,19 @@ fn floor_worker(listener: &UnixListener, lsd: &Path) -> i32 {
             }
         };
         let reply = match floor_handle(&mut stream, lsd, &mut buf) {
+            Ok(()) if io => match floor_io(&buf, lsd) {
+                Ok(()) => "200 Ok".to_string(),
+                Err(e) => format!("451 bench floor: {e}"),
+            },
             Ok(()) => "200 Ok".to_string(),
             Err(e) => format!("451 bench floor: {e}"),
         };
         let _ = stream.write_all(reply.as_bytes());
+        drop(stream);
+        if io {
+            // SAFETY: one write(2) of a buffer we own to stderr.
+            unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+        }
     }
 }
 
@@ -489,12 +509,39 @@ fn floor_handle(stream: &mut UnixStream, lsd: &Path, buf: &mut Vec<u8>) -> io::R
     Ok(())
 }
 
+/// `--io`: what the light chain must do besides the floor's work (see the module comment).
+fn floor_io(request: &[u8], lsd: &Path) -> io::Result<()> {
+    let first = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let text = std::str::from_utf8(first).map_err(io::Error::other)?;
+    let path = if text.starts_with('/') {
+        PathBuf::from(text)
+    } else {
+        lsd.join("tmp").join(text)
+    };
+    let mut file = fs::File::open(&path)?;
+    let size = file.metadata()?.len();
+    let mut data = Vec::with_capacity(size as usize);
+    (&mut file).take(size).read_to_end(&mut data)?;
+    for _ in 0..2 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        std::hint::black_box(ts.tv_nsec);
+    }
+    Ok(())
+}
+
 // =============================================================================================
 // The driver.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
     Floor,
+    /// The floor plus the light chain's required system calls.
+    FloorIo,
     Empty,
     Light,
     GreylistSqlite,
@@ -547,8 +594,9 @@ impl Expect {
 }
 
 impl Server {
-    const ALL: [Server; 14] = [
+    const ALL: [Server; 15] = [
         Server::Floor,
+        Server::FloorIo,
         Server::Empty,
         Server::Light,
         Server::GreylistSqlite,
@@ -568,6 +616,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Floor => "floor",
+            Server::FloorIo => "floor+io",
             Server::Empty => "empty",
             Server::Light => "light",
             Server::GreylistSqlite => "greylist-sqlite",
@@ -587,6 +636,7 @@ impl Server {
     fn label(self) -> &'static str {
         match self {
             Server::Floor => "floor",
+            Server::FloorIo => "floor + required I/O",
             Server::Empty => "empty chain",
             Server::Light => "light chain",
             Server::GreylistSqlite => "greylist sqlite",
@@ -601,6 +651,11 @@ impl Server {
             Server::LightGreylistAttach => "light+greylist+attachments sqlite",
             Server::PyLightGreylistAttach => "pythonfilter light+greylist+attachm. dbm",
         }
+    }
+
+    /// One of the bench's own responders.
+    fn is_floor(self) -> bool {
+        matches!(self, Server::Floor | Server::FloorIo)
     }
 
     /// courier-pythonfilter 3.0.6 rather than rustfilter or the floor.
@@ -630,7 +685,7 @@ impl Server {
     /// The chain file it runs (not the floor).
     fn chain(self) -> &'static str {
         match self {
-            Server::Floor | Server::Empty | Server::PyNoop => "",
+            Server::Floor | Server::FloorIo | Server::Empty | Server::PyNoop => "",
             Server::Light | Server::PyLight => LIGHT_CHAIN,
             Server::LightGreylist | Server::PyLightGreylist => LIGHT_GREYLIST_CHAIN,
             Server::LightGreylistAttach | Server::PyLightGreylistAttach => {
@@ -646,9 +701,12 @@ impl Server {
 
     fn store(self) -> Option<StoreKind> {
         match self {
-            Server::Floor | Server::Empty | Server::Light | Server::PyNoop | Server::PyLight => {
-                None
-            }
+            Server::Floor
+            | Server::FloorIo
+            | Server::Empty
+            | Server::Light
+            | Server::PyNoop
+            | Server::PyLight => None,
             Server::PyGreylist | Server::PyLightGreylist | Server::PyLightGreylistAttach => {
                 Some(StoreKind::Dbm)
             }
@@ -893,7 +951,7 @@ fn run(opts: &Options) -> Result<bool> {
     let rustfilter = if opts
         .servers
         .iter()
-        .any(|&s| s != Server::Floor && !s.is_reference())
+        .any(|&s| !s.is_floor() && !s.is_reference())
     {
         common::rustfilter_binary()?
     } else {
@@ -1244,10 +1302,8 @@ fn bench_server(
         store = Some(fresh);
     }
     let (program, name, args): (&Path, &str, Vec<OsString>) = match server {
-        Server::Floor => (
-            &setup.this_program,
-            "floor",
-            vec![
+        Server::Floor | Server::FloorIo => {
+            let mut args: Vec<OsString> = vec![
                 "floor".into(),
                 "--localstatedir".into(),
                 s.localstatedir.clone().into(),
@@ -1255,8 +1311,12 @@ fn bench_server(
                 "floor".into(),
                 "--workers".into(),
                 workers.into(),
-            ],
-        ),
+            ];
+            if server == Server::FloorIo {
+                args.push("--io".into());
+            }
+            (&setup.this_program, "floor", args)
+        }
         _ if server.is_reference() => {
             let venv = setup
                 .venv
@@ -2001,6 +2061,16 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                         ratio(|r| r.ready_ms),
                     );
                 }
+                if server == Server::Light {
+                    let io_ratio = paired_ratio(runs, server, Server::FloorIo, vi, c, |r| r.cpu_us);
+                    if !io_ratio.is_nan() {
+                        verdicts.push(format!(
+                            "{} C={c} light chain: {io_ratio:.2}× the floor + required I/O's CPU \
+                             per message (for reading the above; no target)",
+                            variant.label()
+                        ));
+                    }
+                }
                 let mut verdict = |ok: bool, text: String| {
                     met &= ok;
                     verdicts.push(format!(
@@ -2035,7 +2105,7 @@ fn print_table(opts: &Options, variants: &[Variant], runs: &[Run]) -> bool {
                         format!("light chain: p99 {p99:.2} ms (target ≤ 1 ms)"),
                     );
                 }
-                if !server.is_reference() && server != Server::Floor {
+                if !server.is_reference() && !server.is_floor() {
                     let ready = col(|r| r.ready_ms);
                     if c == opts.concurrency[0] && server == Server::Light {
                         verdict(
