@@ -618,26 +618,23 @@ pub fn tree_cpu(pid: u32) -> Result<TreeCpu> {
 
 /// Peak resident set size (VmHWM) of one process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .or_fail(|| format!("cannot read /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))
+    proc_kib(&format!("/proc/{pid}/status"), "VmHWM:")
 }
 
 /// Proportional set size (Pss of /proc/<pid>/smaps_rollup) of one process now, in KiB: its
 /// resident pages, each shared page divided among the processes that map it. Summed over a
 /// master and its forked workers, shared pages count once, unlike VmHWM.
 pub fn pss_kib(pid: u32) -> Result<u64> {
-    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .or_fail(|| format!("cannot read /proc/{pid}/smaps_rollup"))?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+    proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// The `<key> <n> kB` line of a /proc file, in KiB.
+fn proc_kib(path: &str, key: &str) -> Result<u64> {
+    let text = fs::read_to_string(path).or_fail(|| format!("cannot read {path}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no Pss in /proc/{pid}/smaps_rollup"))
+        .ok_or_else(|| format!("no {} in {path}", key.trim_end_matches(':')))
 }
 
 /// This process's CPU time (all threads).
